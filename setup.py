@@ -23,14 +23,13 @@ lab_requirements = ['jupyterlab>=4']
 
 setuptools.setup(
     name=cfg['lib_name'],
-    license=lic[0],
+    license='Apache-2.0',
     classifiers=['Development Status :: ' + statuses[int(cfg['status'])],
                  'Intended Audience :: ' + cfg['audience'].title(),
                  'Natural Language :: ' + cfg['language'].title(),
-                 'Programming Language :: Python :: 3.11',
-                 'License :: ' + lic[1]],
+                 'Programming Language :: Python :: 3.11'],
     url=cfg['git_url'],
-    packages=setuptools.find_packages(include=['yooptx', 'yooptx.*']),
+    packages=setuptools.find_namespace_packages(include=['yooptx', 'yooptx.*']),
     include_package_data=True,
     package_data={'yooptx': ['configs/*.yaml']},
     install_requires=requirements,
