@@ -558,8 +558,8 @@ def build_eurusd_1h(raw: bytes) -> Built:
         "2017-11-05, i.e. it moves with US DST exactly as the 17:00 New York FX open does in UTC; "
         "the last bar of each week is Friday 21:00/20:00 (close 17:00 NY)",
         "ask-side bars; volume is the source's tick volume in its own units (e.g. 143539993.3), not lots",
-        "exchange_calendars '24/5' has Mon-Fri UTC sessions, so the Sunday-evening bars (and Friday "
-        "21:00-24:00 absence) do not line up with it; a Christmas gap 2017-12-25 07:00..22:00 exists"])
+        "calendar FX (yooptx.calendars: 17:00-17:00 New York sessions, Monday's opening Sunday evening), "
+        "which these bars follow; a Christmas gap 2017-12-25 07:00..22:00 exists"])
 
 
 def build_googl_1d(raw: bytes) -> Built:
@@ -605,7 +605,7 @@ SPECS: list[Spec] = [
     Spec("sp500_20_1d", "skfolio", "skfolio/datasets/data/sp500_dataset.csv.gz", "1D", "XNYS", True,
          "not stated by skfolio (adjusted closes of 20 S&P 500 constituents)",
          "America/New_York (daily, session date)", build_sp500_20_1d),
-    Spec("eurusd_1h", "gym-anytrading", "gym_anytrading/datasets/data/FOREX_EURUSD_1H_ASK.csv", "1h", "24/5", False,
+    Spec("eurusd_1h", "gym-anytrading", "gym_anytrading/datasets/data/FOREX_EURUSD_1H_ASK.csv", "1h", "FX", False,
          "not stated by the package (file layout is Dukascopy's historical-data export)", "UTC", build_eurusd_1h),
     Spec("googl_1d", "gym-anytrading", "gym_anytrading/datasets/data/STOCKS_GOOGL.csv", "1D", "XNYS", False,
          f"not stated by the package ({YF} CSV layout)", "America/New_York (daily, session date)", build_googl_1d),

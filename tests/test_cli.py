@@ -33,6 +33,8 @@ def test_data_check_every_sample(home):
     assert f['btc_15m']['off_grid']['count'] == 3         # three snapshot rows off the 15-minute grid
     assert f['spx_ffill_1d']['outside_session']['count'] == 566  # forward-filled weekend/holiday rows
     assert f['es_1m']['gaps']['count'] > 0
+    assert 'outside_session' not in f['eurusd_1h']              # FX sessions: Sunday 17:00 New York opens Monday's
+    assert f['eurusd_1h']['gaps']['count'] == 15                # ... and Christmas 2017 is the only hole
     assert all(r['ok'] for r in reports.values())          # no bundled set breaks the bars contract
 
 
@@ -75,6 +77,29 @@ def _traversal(p: Path, member='../evil.csv'):
     return p
 
 
+def _encrypted(p: Path):
+    """A zip whose member says it is encrypted (flag bit 0 set in both headers)."""
+    with zipfile.ZipFile(p, 'w') as z:
+        z.writestr('a.csv', 'Date,Open,High,Low,Close,Volume\n2021-01-04,1,2,0.5,1.5,10\n')
+    b = bytearray(p.read_bytes())
+    for sig, off in ((b'PK\x03\x04', 6), (b'PK\x01\x02', 8)):
+        i = b.find(sig); b[i + off] |= 1
+    p.write_bytes(bytes(b))
+    return p
+
+
+def _gz_bomb(p: Path):
+    import gzip
+    p.write_bytes(gzip.compress(b'Date,Close\n' + b'0' * 30_000_000, 9))
+    return p
+
+
+def _gz_bomb_in_zip(p: Path, t: Path):
+    with zipfile.ZipFile(p, 'w') as z:
+        z.write(_gz_bomb(t / 'inner.csv.gz'), 'inner.csv.gz')
+    return p
+
+
 def _corrupt(p: Path, tmp):
     with zipfile.ZipFile(p, 'w', zipfile.ZIP_DEFLATED) as z:
         z.writestr('a.csv', 'Date,Open,High,Low,Close,Volume\n' + ''.join(f'2021-01-04,1,2,0.5,{i * 7919 % 1000},10\n' for i in range(3000)))
@@ -100,6 +125,18 @@ BAD_INGEST = {
     'high < low': (lambda t: _good_csv(t / 'h.csv', High=[2.0, 0.1, 2.0, 2.0, 2.0]), [], ['high < low']),
     'unsupported file type': (lambda t: _write(t / 'x.xlsx', b'PK'), [], ['unsupported file type']),
     'bad name': (lambda t: _good_csv(t / 'ok.csv'), ['--name', 'Bad Name!'], ['is not allowed']),
+    'encrypted zip': (lambda t: _encrypted(t / 'e.zip'), [], ['cannot be read', 'without a password']),
+    'gzip bomb': (lambda t: _gz_bomb(t / 'g.csv.gz'), [], ['decompression bomb']),
+    'gzip bomb inside a zip': (lambda t: _gz_bomb_in_zip(t / 'gz.zip', t), [], ['decompression bomb']),
+    'ambiguous day/month': (lambda t: _good_csv(t / 'amb.csv', Date=[f'01/{i + 4:02d}/2021' for i in range(5)]), [],
+                            ['read both month-first and day-first', '--date-format']),
+    'weekly bars': (lambda t: _good_csv(t / 'w.csv', Date=[f'2021-01-{i:02d}' for i in (4, 11, 18, 25)] + ['2021-02-01']), [],
+                    ['weekly or monthly bars are not supported']),
+    'freq disagrees with data': (lambda t: _good_csv(t / 'f.csv'), ['--freq', '1h'], ['freq 1h given, but the bars are spaced 1D apart']),
+    'unknown time zone': (lambda t: _good_csv(t / 'z.csv'), ['--tz', 'Not/AZone'], ["unknown time zone 'Not/AZone'"]),
+    'unknown calendar': (lambda t: _good_csv(t / 'k.csv'), ['--calendar', 'MOON'], ["unknown exchange calendar 'MOON'"]),
+    'symbol given twice': (lambda t: (pl.read_csv(_good_csv(t / 's.csv')).with_columns(Ticker=pl.lit('A')).write_csv(t / 's.csv'), t / 's.csv')[1],
+                           ['--symbol', 'B'], ['has a symbol column already']),
     'sample name is read-only': (lambda t: _good_csv(t / 'ok.csv'), ['--name', 'btc_1d'], ['read-only']),
 }
 
@@ -130,6 +167,10 @@ def test_sha256_mismatch_against_manifest(home, tmp_path):
     (['data', 'resample', 'btc_1h', '--to', '15m'], ['cannot resample 1h bars to 15m', 'finer than the source']),
     (['demo', '--set', 'data.nme=x'], ["unknown key 'data.nme'", 'allowed keys in data: name, symbols, start, end, freq']),
     (['demo', '--set', 'splits.mode=sliding'], ["allowed values: 'expanding', 'rolling'"]),
+    (['demo', '--set', 'data.start=2021-02-30'], ['day is out of range']),
+    (['demo', '--set', 'seeds=[0,'], ['not valid YAML']),
+    (['demo', '--config', '/tmp'], ['is a folder']),
+    (['demo', '--config', '/bin/sh'], ['cannot read it as a YAML text file']),
 ])
 def test_bad_usage_exits_2(home, args, needles):
     rc, out, err = run_cli(*args)
@@ -154,3 +195,49 @@ def test_resample_out_stores_dataset(home):
     rc, out, err = run_cli('data', 'list', '--json')
     e = {r['name']: r for r in json.loads(out)}['es_30m']
     assert e['freq'] == '30m' and e['kind'] == 'ingested' and e['calendar'] == 'CMES'
+
+
+def test_ingest_real_world_layouts(home, tmp_path):
+    """Layouts users bring: US dates with --date-format, semicolon CSV, Date+Time columns, UTC offsets,
+    YYYYMMDD integers, a zip with notes beside the data, daily data recorded in Tokyo."""
+    cases = {
+        'us.csv': ('Date,Open,High,Low,Close,Volume\n' + ''.join(f'01/{d:02d}/2021,1,2,0.5,1.5,10\n' for d in (4, 5, 6)), ['--date-format', '%m/%d/%Y']),
+        'semi.csv': ('Date;Open;High;Low;Close;Volume\n' + ''.join(f'2021-01-{d:02d};1;2;0.5;1.5;10\n' for d in (4, 5, 6)), []),
+        'dt.csv': ('Date,Time,Open,High,Low,Close,Volume\n' + ''.join(f'2021-01-04,14:{m:02d},1,2,0.5,1.5,10\n' for m in (30, 31, 32)), []),
+        'off.csv': ('timestamp,open,high,low,close,volume\n' + ''.join(f'2021-10-01 10:{m:02d}:00+01:00,1,2,0.5,1.5,10\n' for m in range(3)), []),
+        'ymd.csv': ('date,open,high,low,close,volume\n' + ''.join(f'202110{d:02d},1,2,0.5,1.5,10\n' for d in (4, 5, 6)), []),
+        'tokyo.csv': ('Date,Open,High,Low,Close,Volume\n' + ''.join(f'2021-10-{d:02d},1,2,0.5,1.5,10\n' for d in (4, 5, 6)), ['--tz', 'Asia/Tokyo', '--calendar', 'XTKS']),
+    }
+    want_first = {'us': '2021-01-04T00:00:00+00:00', 'semi': '2021-01-04T00:00:00+00:00', 'dt': '2021-01-04T14:30:00+00:00',
+                  'off': '2021-10-01T09:00:00+00:00', 'ymd': '2021-10-04T00:00:00+00:00', 'tokyo': '2021-10-04T00:00:00+00:00'}
+    for fname, (text, extra) in cases.items():
+        (tmp_path / fname).write_text(text)
+        name = fname.split('.')[0]
+        rc, out, err = run_cli('data', 'ingest', tmp_path / fname, '--name', name, *extra)
+        assert rc == 0, (fname, err)
+        rc, out, err = run_cli('data', 'list', '--json')
+        e = {r['name']: r for r in json.loads(out)}[name]
+        assert (e['start'], e['rows']) == (want_first[name], 3), (fname, e)
+    rc, out, err = run_cli('data', 'check', 'tokyo', '--json')
+    checks = {f['check'] for f in json.loads(out)[0]['findings']}
+    assert rc == 0 and not checks & {'gaps', 'outside_session'}   # Tokyo's daily bars sit on XTKS sessions, no gaps
+    z = tmp_path / 'pack.zip'
+    with zipfile.ZipFile(z, 'w') as zf:
+        zf.writestr('folder/sub/aaa.csv', cases['semi.csv'][0])
+        zf.writestr('folder/notes.txt', 'these are notes, not bars')
+    rc, out, err = run_cli('data', 'ingest', z, '--name', 'pack')
+    assert rc == 0 and "3 1D bars, 1 symbol(s)" in out, err
+
+
+def test_failed_manifest_write_keeps_previous_dataset(home, tmp_path, monkeypatch):
+    from yooptx import data as D
+    cat = D.DataCatalog()
+    cat.ingest(_good_csv(tmp_path / 'a.csv'), 'a', calendar='XNYS')
+    before = cat.load('a')
+    def boom(*a, **k): raise OSError('disk full')
+    with monkeypatch.context() as m:
+        m.setattr(D, 'atomic_write', boom)
+        with pytest.raises(OSError, match='disk full'):
+            cat.ingest(_good_csv(tmp_path / 'b.csv', n=3), 'a', calendar='XNYS', overwrite=True)
+    assert D.DataCatalog().load('a').equals(before)
+    assert sorted(p.name for p in (home / 'catalog').glob('*.parquet')) == [Path(D.DataCatalog().info('a')['path']).name]

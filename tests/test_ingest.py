@@ -26,7 +26,7 @@ def test_csv_with_local_time_zone(tmp_path):
     validate_bars(bars)
     assert str(bars['timestamp'][0]) == '2022-03-07 14:30:00+00:00'      # 09:30 New York in winter
     assert e['freq'] == '1m' and e['symbols'] == ['SPY'] and e['rows'] == 50
-    assert e['sha256'] == sha256_file(tmp_path / 'home/catalog/spy_1m.parquet')
+    assert e['sha256'] == sha256_file(e['path'])
     assert e['source']['sha256'] == hashlib.sha256((tmp_path / 'spy.csv').read_bytes()).hexdigest()
     rep = cat.check('spy_1m')
     assert rep.ok and not rep.by_check('outside_session') and not rep.by_check('gaps')

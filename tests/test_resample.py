@@ -21,7 +21,7 @@ def es():
     return DataCatalog().load('es_1m'), ticks
 
 
-@pytest.mark.parametrize('to', ['5m', '30m'])
+@pytest.mark.parametrize('to', ['5m', '30m', '1h'])
 def test_intraday_matches_ticks(es, to):
     m1, ticks = es
     got = resample(m1, to, 'CMES')
@@ -95,3 +95,30 @@ def test_resampling_in_steps_equals_at_once(m1):
                 step = resample(step, f, 'XNYS', source_freq=src); src = f
             once = resample(m1, path[-1], 'XNYS', source_freq='1m')
             assert step.equals(once), path
+
+
+def _flat_bars(t):
+    return pl.DataFrame({'timestamp': t, 'symbol': 'X', 'open': 1.0, 'high': 1.0, 'low': 1.0, 'close': 1.0, 'volume': 1.0})
+
+
+@pytest.mark.parametrize('cal', ['XHKG', 'XTKS'])
+@pytest.mark.parametrize('to', ['15m', '30m', '1h'])
+def test_lunch_breaks(cal, to):
+    """Exchanges with a lunch break: bins restart at the break's end, no bar lands in the break, and the
+    resampled grid is exactly the calendar's grid that the quality check expects."""
+    m1 = _flat_bars(bar_times(cal, '1m', '2021-10-04', '2021-10-08'))
+    got = resample(m1, to, cal, source_freq='1m')
+    assert got['timestamp'].to_list() == bar_times(cal, to, '2021-10-04', '2021-10-08').to_list()
+    assert assign_sessions(got['timestamp'], cal)['in_session'].all()
+    assert got['volume'].sum() == m1.height
+    from yooptx.quality import check_bars
+    rep = check_bars(got, to, cal)
+    assert not rep.findings, rep
+
+
+def test_fx_sessions_roll_at_5pm_new_york():
+    m1 = _flat_bars(bar_times('FX', '1h', '2017-03-06', '2017-03-17'))     # spans the US DST change of 2017-03-12
+    d = resample(m1, '1D', 'FX', source_freq='1h')
+    assert d['volume'].to_list() == [24.0] * 10
+    ny = m1['timestamp'].dt.convert_time_zone('America/New_York')
+    assert set(ny.filter(ny.dt.weekday() == 7).dt.hour().to_list()) == {17, 18, 19, 20, 21, 22, 23}

@@ -28,7 +28,7 @@ CONTRACT = {
     "volume": pl.Float64,
 }
 FREQS = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "1D": 1440}
-CALENDARS = {"XNYS", "CMES", "24/7", "24/5"}
+CALENDARS = {"XNYS", "CMES", "24/7", "24/5", "FX"}
 LICENSES = {"MIT", "BSD-3-Clause", "Apache-2.0", "NCSA"}
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_BYTES = 40 * 1024 * 1024
@@ -155,14 +155,4 @@ def test_es_1m_is_exact_tick_aggregation():
     assert bars.select("timestamp", "open", "high", "low", "close", "volume").equals(expected)
     assert bars["volume"].sum() == ticks["volume"].sum()
 
-
-@pytest.mark.parametrize("every", ["5m", "30m", "1h"])
-def test_es_1m_resamples_like_ticks(every):
-    """Resampling the 1m bars equals aggregating the ticks directly (left-labelled, UTC)."""
-    ticks = _es_ticks()
-    bars = pl.read_parquet(SAMPLES / _by_name("es_1m")["file"])
-    resampled = (bars.group_by(pl.col("timestamp").dt.truncate(every), maintain_order=True)
-                 .agg(pl.col("open").first(), pl.col("high").max(), pl.col("low").min(),
-                      pl.col("close").last(), pl.col("volume").sum())
-                 .sort("timestamp", maintain_order=True))
-    assert resampled.equals(_agg(ticks, every))
+# Resampling these bars with yooptx against the ticks is tested in tests/test_resample.py.
