@@ -1,6 +1,7 @@
 """Resampling against independent routes: real E-mini S&P ticks aggregated directly, exchange_calendars'
 own minute->session mapping, and a property test that aggregating in steps equals aggregating at once."""
 import warnings
+from datetime import timedelta
 import exchange_calendars as xcals
 import numpy as np
 import polars as pl
@@ -122,3 +123,19 @@ def test_fx_sessions_roll_at_5pm_new_york():
     assert d['volume'].to_list() == [24.0] * 10
     ny = m1['timestamp'].dt.convert_time_zone('America/New_York')
     assert set(ny.filter(ny.dt.weekday() == 7).dt.hour().to_list()) == {17, 18, 19, 20, 21, 22, 23}
+
+
+def test_available_at_never_before_the_bar_ends():
+    from yooptx.calendars import available_at
+    hk = bar_times('XHKG', '1h', '2021-10-04', '2021-10-04')
+    got = available_at(hk, '1h', 'XHKG').dt.convert_time_zone('Asia/Hong_Kong').dt.strftime('%H:%M').to_list()
+    assert got == ['10:30', '11:30', '12:00', '14:00', '15:00', '16:00']      # 11:30 bar ends at lunch
+    for cal, f in (('XNYS', '30m'), ('CMES', '1h'), ('FX', '1h'), ('24/7', '15m')):
+        t = bar_times(cal, f, '2021-03-01', '2021-03-31')
+        a = available_at(t, f, cal)
+        step = timedelta(minutes=int(f[:-1]) * (60 if f[-1] == 'h' else 1))
+        assert ((a > t) & (a <= t + step)).all(), cal
+        nxt = t.shift(-1)
+        assert (a.head(-1) <= nxt.head(-1)).all(), cal          # known before the next bar opens
+    d = bar_times('CMES', '1D', '2021-03-01', '2021-03-31')
+    assert (available_at(d, '1D', 'CMES') > d).all()            # a daily bar is known at its session's close
