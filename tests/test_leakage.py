@@ -183,3 +183,23 @@ def test_deliberate_leak_is_caught():
         assert ba > 0.9 and abs(ba - 0.5) > 2.58 * se
     finally:
         FEATURES.pop('leak_next_ret', None)
+
+
+def test_exog_leak_is_caught(pipe, monkeypatch):
+    """If VIX were released five days early, the causality check (which also cuts the exogenous series' future)
+    flags the VIX features; with the real publication times it does not."""
+    from datetime import timedelta
+    from yooptx import features as F
+    bars = pipe['bars'].filter(pl.col('symbol') == 'AMZN')
+    kw = dict(exog=pipe['kw']['exog'], freq='1D', calendar='XNYS')
+    names = ['vix_level', 'vix_trend']
+    assert check_causal(bars, names=names, **kw) == {}
+    orig = F._usable_at
+    monkeypatch.setattr(F, '_usable_at', lambda ex, ts, freq: orig(ex, ts, freq) - timedelta(days=5))
+    assert set(check_causal(bars, names=names, **kw)) == set(names)
+
+
+def test_exog_needs_the_bars_calendar(pipe):
+    from yooptx.features import FeatureError
+    with pytest.raises(FeatureError, match="pass build\\(..., calendar='XNYS'\\)"):
+        build(pipe['bars'], names=['vix_level'], exog=pipe['kw']['exog'], freq='1D')

@@ -102,6 +102,13 @@ def test_walk_forward_audit(seed, n, n_sym, n_folds, horizon, embargo, val_fract
     le = label_end_fn(horizon) if use_label_end else None
     T = ts.n_unique()
     train_size = max(1, int(train_frac * T / (n_folds + 1))) if mode == 'rolling' else None
+    counts = np.unique(ts.cast(pl.Int64).to_numpy(), return_counts=True)[1]
+    if le is None and counts.min() != counts.max():
+        # a gapped panel cannot be purged by counting grid bars: it must ask for label_end
+        with pytest.raises(SplitError) as ei:    # the layout checks may speak first
+            walk_forward(ts, n_folds, horizon, embargo=embargo, val_fraction=val_fraction, mode=mode, train_size=train_size)
+        assert 'repeat unevenly' in str(ei.value) or ERR.search(str(ei.value)), str(ei.value)
+        assume(False)
     try:
         folds = walk_forward(ts, n_folds, horizon, embargo=embargo, val_fraction=val_fraction, mode=mode,
                              label_end=le, train_size=train_size)
@@ -126,11 +133,19 @@ def test_walk_forward_audit_single_symbol_always_valid(seed, n, n_folds, horizon
     for f in folds: assert f.n_purged == horizon * (2 if val_fraction else 1)
 
 
+def test_gapped_panel_needs_label_end():
+    ts, le_fn = panel(3, 80, 3, 0.2)
+    with pytest.raises(SplitError, match=r"timestamps repeat unevenly \(1 to 3 rows per time\).*pass label_end="):
+        walk_forward(ts, 3, 2)
+    assert len(walk_forward(ts, 3, 2, label_end=le_fn(2))) == 3
+
+
 def test_rows_in_any_order():
     "Indices are rows of the frame as given, whatever its order (e.g. a panel sorted by time, or shuffled)."
-    ts, _ = panel(1, 60, 3, 0.1)
+    ts, le_fn = panel(1, 60, 3, 0.1)
+    le = le_fn(2)
     perm = np.random.default_rng(0).permutation(len(ts))
-    a = walk_forward(ts, 3, 2, embargo=2); b = walk_forward(ts[perm], 3, 2, embargo=2)
+    a = walk_forward(ts, 3, 2, embargo=2, label_end=le); b = walk_forward(ts[perm], 3, 2, embargo=2, label_end=le[perm])
     for fa, fb in zip(a, b):
         for s in ('train', 'val', 'test', 'purged', 'embargoed'):
             assert np.array_equal(np.sort(perm[getattr(fb, s)]), getattr(fa, s))
@@ -199,6 +214,14 @@ def audit_cpcv(folds, ts, n_groups, k, horizon, embargo, label_end):
         ok = nxt == len(tt)
         ok[~ok] = tt[nxt[~ok]] > end[f.train][~ok]
         assert ok.all()
+        # purge after a test group: no train row starts before a test label of that group has ended
+        for g in f.test_groups:
+            in_g = np.isin(pos, np.array_split(np.arange(T), n_groups)[g])
+            g_rows = np.intersect1d(np.flatnonzero(in_g), f.test)
+            if len(g_rows) == 0: continue
+            g_last, g_end = t[g_rows].max(), end[g_rows][end[g_rows] < INF].max(initial=t[g_rows].max())
+            later = f.train[t[f.train] > g_last]
+            assert (t[later] > g_end).all(), (g, g_end)
         # embargo: no train row in the `embargo` bars after any run of test bars
         tp = np.zeros(T, bool); tp[pos[f.test]] = True
         zone = np.zeros(T, bool)
@@ -218,6 +241,11 @@ def test_cpcv_audit(seed, n, n_sym, n_groups, data, horizon, embargo, use_label_
     k = data.draw(st.integers(1, n_groups - 1), label='n_test_groups')
     ts, label_end_fn = panel(seed, n, n_sym, 0.1)
     le = label_end_fn(horizon) if use_label_end else None
+    counts = np.unique(ts.cast(pl.Int64).to_numpy(), return_counts=True)[1]
+    if le is None and counts.min() != counts.max():
+        with pytest.raises(SplitError) as ei: cpcv(ts, n_groups, k, horizon=horizon, embargo=embargo)
+        assert 'repeat unevenly' in str(ei.value) or ERR.search(str(ei.value)), str(ei.value)
+        assume(False)
     try: folds = cpcv(ts, n_groups, k, horizon=horizon, embargo=embargo, label_end=le)
     except SplitError as e:                  # only when a gapped symbol's labels purge a whole small training group
         assert use_label_end and n_sym > 1 and ERR.search(str(e)), str(e)
@@ -234,8 +262,8 @@ def test_cpcv_errors():
 # ---------------------------------------------------------------- describe, save, plot
 
 def test_describe_save_and_plot(tmp_path):
-    ts, _ = panel(3, 120, 2, 0.1)
-    folds = walk_forward(ts, 3, 2, embargo=3)
+    ts, le_fn = panel(3, 120, 2, 0.1)
+    folds = walk_forward(ts, 3, 2, embargo=3, label_end=le_fn(2))
     d = describe(folds, ts)
     assert d.height == 3 and d['test_start'].dtype == pl.Datetime('us', 'UTC')
     assert d['n_train'].to_list() == [len(f.train) for f in folds]
@@ -250,6 +278,6 @@ def test_describe_save_and_plot(tmp_path):
     assert fig.layout.title.text == 't' and fig.layout.xaxis.title.text == 'time (UTC)' and fig.layout.yaxis.title.text == 'fold'
     assert [tr.name for tr in fig.data] == ['embargo', 'purge', 'train', 'val', 'test']
     assert all(len(tr.x) for tr in fig.data)
-    c = cpcv(ts, 5, 2, horizon=2, embargo=1)
+    c = cpcv(ts, 5, 2, horizon=2, embargo=1, label_end=le_fn(2))
     assert describe(c, ts)['test_groups'][0] == '0,1'
     assert len(plot_folds(c, ts).data) == 5
