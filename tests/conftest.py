@@ -2,6 +2,11 @@
 import os, subprocess, sys
 from pathlib import Path
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests on a fixed example sequence, so a red build always reproduces; locally they explore.
+settings.register_profile('ci', derandomize=True, print_blob=True)
+if os.environ.get('CI'): settings.load_profile('ci')
 
 REPO = Path(__file__).resolve().parents[1]
 YOOPTX = Path(sys.executable).parent / 'yooptx'
