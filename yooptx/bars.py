@@ -10,8 +10,8 @@ import polars as pl
 from .config import UserError
 
 # %% auto #0
-__all__ = ['PRICE_COLS', 'BARS_SCHEMA', 'FREQ_MINUTES', 'DataError', 'freq_minutes', 'freq_delta', 'infer_freq', 'validate_bars',
-           'empty_bars']
+__all__ = ['PRICE_COLS', 'BARS_SCHEMA', 'FREQ_MINUTES', 'DataError', 'freq_minutes', 'freq_delta', 'infer_freq', 'examples',
+           'is_sorted_bars', 'validate_bars', 'empty_bars']
 
 # %% ../nbs/01_bars.ipynb #df19fa8b
 class DataError(UserError):
@@ -48,9 +48,17 @@ def infer_freq(ts: pl.Series | np.ndarray) -> str | None:
     return best
 
 # %% ../nbs/01_bars.ipynb #44594da9
-def _first_rows(df: pl.DataFrame, mask: pl.Expr, n: int = 3) -> str:
-    bad = df.filter(mask).head(n)
-    return '; '.join(f"{r['symbol']} @ {r['timestamp']}" for r in bad.select('symbol', 'timestamp').iter_rows(named=True))
+def examples(df: pl.DataFrame, n: int = 3) -> list[str]:
+    "`symbol @ timestamp` of the first `n` rows of `df`: where a problem is, for error messages and reports."
+    return [f"{r['symbol']} @ {r['timestamp']}" for r in df.head(n).select('symbol', 'timestamp').iter_rows(named=True)]
+
+def _first_rows(df: pl.DataFrame, mask: pl.Expr, n: int = 3) -> str: return '; '.join(examples(df.filter(mask), n))
+
+def is_sorted_bars(df: pl.DataFrame) -> bool:
+    "True when rows are sorted by (symbol, timestamp) with one row per pair, as the bars contract requires."
+    bad = ((pl.col('symbol') == pl.col('symbol').shift(1)) & (pl.col('timestamp') <= pl.col('timestamp').shift(1))) \
+          | (pl.col('symbol') < pl.col('symbol').shift(1))
+    return not df.select(bad.fill_null(False).any()).item()
 
 def validate_bars(df: pl.DataFrame, source: str = 'bars', close_only: bool | None = None) -> pl.DataFrame:
     "Check `df` against the bars contract; return it unchanged or raise a `DataError` saying what to fix."
@@ -67,9 +75,7 @@ def validate_bars(df: pl.DataFrame, source: str = 'bars', close_only: bool | Non
     dup = pl.struct('symbol', 'timestamp').is_duplicated()
     n_dup = int(df.select(dup.sum()).item())
     if n_dup: raise DataError(f"{source}: {n_dup} rows share a (symbol, timestamp), e.g. {_first_rows(df, dup)}; drop the duplicates (keep one bar per symbol and time)")
-    unsorted = df.select(((pl.col('symbol') == pl.col('symbol').shift(1)) & (pl.col('timestamp') <= pl.col('timestamp').shift(1))).fill_null(False).sum()
-                         | (pl.col('symbol') < pl.col('symbol').shift(1)).fill_null(False).sum()).item()
-    if unsorted: raise DataError(f"{source}: rows are not sorted by (symbol, timestamp); sort them with df.sort('symbol', 'timestamp')")
+    if not is_sorted_bars(df): raise DataError(f"{source}: rows are not sorted by (symbol, timestamp); sort them with df.sort('symbol', 'timestamp')")
     cols = ['close'] if close_only else list(PRICE_COLS)
     for c in cols:
         bad = pl.col(c).is_null() | pl.col(c).is_nan() | pl.col(c).is_infinite()

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 import numpy as np
 import polars as pl
-from .bars import DataError, freq_delta, infer_freq
+from .bars import DataError, freq_delta, infer_freq, is_sorted_bars
 from .calendars import assign_sessions, available_at, calendar_name, sessions
 from .config import UserError
 
@@ -251,9 +251,7 @@ def build(bars: pl.DataFrame,         # bars (timestamp, symbol, OHLCV) sorted b
         if needs_cal: warnings.warn("build: calendar not given, assuming '24/7' (sessions are UTC days); pass calendar= (e.g. 'XNYS') for exchange-traded bars", stacklevel=2)
         calendar = '24/7'
     calendar = calendar_name(calendar)
-    unsorted = bars.select(((pl.col('symbol') == pl.col('symbol').shift(1)) & (pl.col('timestamp') <= pl.col('timestamp').shift(1))
-                            | (pl.col('symbol') < pl.col('symbol').shift(1))).fill_null(False).any()).item()
-    if unsorted: raise FeatureError("bars are not sorted by (symbol, timestamp) (or repeat a pair); sort them with bars.sort('symbol', 'timestamp')")
+    if not is_sorted_bars(bars): raise FeatureError("bars are not sorted by (symbol, timestamp) (or repeat a pair); sort them with bars.sort('symbol', 'timestamp')")
     own = [f for f in feats if f.exog is None]
     df = bars.select('timestamp', 'symbol', *sorted({c for f in own for c in f.requires if c != 'timestamp'}))
     need = {c for f in own if f.family == 'calendar' for c in (('_elapsed',) if f.name == 'session_elapsed' else ('_tod', '_dow', '_month'))}

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 from .config import UserError, LabelsConfig
-from .bars import DataError
+from .bars import DataError, is_sorted_bars
 
 # %% auto #0
 __all__ = ['KINDS', 'THREE_CLASS', 'LabelError', 'LabelSpec', 'make_labels', 'labels_from_spec', 'label_horizon',
@@ -94,9 +94,7 @@ def _check_frame(bars: pl.DataFrame) -> pl.DataFrame:
     miss = [c for c in ('timestamp', 'symbol', 'close') if c not in bars.columns]
     if miss: raise DataError(f"bars: missing column(s) {', '.join(miss)}; labels need timestamp, symbol and close")
     if bars.height == 0: raise DataError("bars: no rows")
-    bad = bars.select(((pl.col('symbol') == pl.col('symbol').shift(1)) & (pl.col('timestamp') <= pl.col('timestamp').shift(1))).fill_null(False).sum()
-                      + (pl.col('symbol') < pl.col('symbol').shift(1)).fill_null(False).sum()).item()
-    if bad: raise DataError("bars: rows are not sorted by (symbol, timestamp) with one bar per pair; sort with bars.sort('symbol', 'timestamp')")
+    if not is_sorted_bars(bars): raise DataError("bars: rows are not sorted by (symbol, timestamp) with one bar per pair; sort with bars.sort('symbol', 'timestamp')")
     nonpos = bars.select((pl.col('close') <= 0).fill_null(False).sum()).item()
     if nonpos: raise DataError(f"bars: {nonpos} close price(s) <= 0; log returns need positive prices")
     return bars

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, asdict
 from typing import Literal
 import numpy as np
 import polars as pl
-from .bars import BARS_SCHEMA, DataError, PRICE_COLS, freq_minutes
+from .bars import BARS_SCHEMA, DataError, PRICE_COLS, examples, freq_minutes
 from .calendars import assign_sessions, bar_times, calendar_name
 
 # %% auto #0
@@ -58,9 +58,6 @@ class QualityReport:
     __repr__ = __str__
 
 # %% ../nbs/04_quality.ipynb #71d80d54
-def _ex(df: pl.DataFrame, n=3) -> list[str]:
-    return [f"{r['symbol']} @ {r['timestamp']}" for r in df.head(n).select('symbol', 'timestamp').iter_rows(named=True)]
-
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     "(start, length) of each run of True in `mask`."
     if not mask.any(): return []
@@ -71,9 +68,9 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 def _check_structure(df):
     out = []
     dup = df.filter(pl.struct('symbol', 'timestamp').is_duplicated())
-    if dup.height: out.append(Finding('duplicates', 'error', dup.height, 'rows share a (symbol, timestamp)', _ex(dup)))
+    if dup.height: out.append(Finding('duplicates', 'error', dup.height, 'rows share a (symbol, timestamp)', examples(dup)))
     back = df.filter((pl.col('timestamp').diff().over('symbol') < pl.duration(microseconds=0)).fill_null(False))
-    if back.height: out.append(Finding('unsorted', 'error', back.height, 'timestamps go backwards within a symbol', _ex(back)))
+    if back.height: out.append(Finding('unsorted', 'error', back.height, 'timestamps go backwards within a symbol', examples(back)))
     return out
 
 def _check_values(df, close_only):
@@ -81,22 +78,22 @@ def _check_values(df, close_only):
     cols = ['close'] if close_only else list(PRICE_COLS)
     bad = pl.any_horizontal([pl.col(c).is_null() | pl.col(c).is_nan() | pl.col(c).is_infinite() for c in cols])
     b = df.filter(bad)
-    if b.height: out.append(Finding('nan_inf', 'error', b.height, f"NaN, inf or missing values in {', '.join(cols)}", _ex(b)))
+    if b.height: out.append(Finding('nan_inf', 'error', b.height, f"NaN, inf or missing values in {', '.join(cols)}", examples(b)))
     nonpos = df.filter(pl.any_horizontal([pl.col(c) <= 0 for c in cols]).fill_null(False))
-    if nonpos.height: out.append(Finding('nonpositive', 'error', nonpos.height, 'prices <= 0', _ex(nonpos)))
+    if nonpos.height: out.append(Finding('nonpositive', 'error', nonpos.height, 'prices <= 0', examples(nonpos)))
     if close_only: return out
     hl = df.filter((pl.col('high') < pl.col('low')).fill_null(False))
-    if hl.height: out.append(Finding('ohlc', 'error', hl.height, 'high < low', _ex(hl)))
+    if hl.height: out.append(Finding('ohlc', 'error', hl.height, 'high < low', examples(hl)))
     oc = df.filter(((pl.max_horizontal('open', 'close') > pl.col('high') * (1 + 1e-9)) |
                     (pl.min_horizontal('open', 'close') < pl.col('low') * (1 - 1e-9))).fill_null(False) & (pl.col('high') >= pl.col('low')))
-    if oc.height: out.append(Finding('ohlc', 'error', oc.height, 'open or close outside [low, high]', _ex(oc)))
+    if oc.height: out.append(Finding('ohlc', 'error', oc.height, 'open or close outside [low, high]', examples(oc)))
     return out
 
 def _check_volume(df, close_only, min_zero_run, z_max):
     if close_only: return [Finding('volume', 'info', 0, 'close-only source: no volume to check')]
     out = []
     nv = df.filter(pl.col('volume').is_null() | pl.col('volume').is_nan())
-    if nv.height: out.append(Finding('volume', 'warning', nv.height, 'missing volume', _ex(nv)))
+    if nv.height: out.append(Finding('volume', 'warning', nv.height, 'missing volume', examples(nv)))
     zero_runs, n_zero, ex = [], 0, []
     for (sym,), g in df.group_by('symbol', maintain_order=True):
         z = (g['volume'].fill_null(1.0) == 0).to_numpy()
@@ -111,7 +108,7 @@ def _check_volume(df, close_only, min_zero_run, z_max):
     med = lv.median().over('symbol'); mad = (lv - med).abs().median().over('symbol')
     # a symbol whose volumes barely vary (MAD 0) has no scale to measure anomalies against: skip it
     an = df.filter((pl.col('volume') > 0) & (mad > 0) & (((lv - med) / (1.4826 * mad)).abs() > z_max))
-    if an.height: out.append(Finding('volume_anomaly', 'warning', an.height, f"volume more than {z_max:g} robust SDs from the symbol's median (log scale)", _ex(an)))
+    if an.height: out.append(Finding('volume_anomaly', 'warning', an.height, f"volume more than {z_max:g} robust SDs from the symbol's median (log scale)", examples(an)))
     return out
 
 SPLIT_RATIOS = (2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 20.0, 1.5, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 10, 2 / 3)
@@ -146,13 +143,13 @@ def _check_calendar(df, freq, calendar, max_gap_examples=3):
     outside = df.filter(~ses['in_session'])
     if outside.height:
         what = 'bars dated on non-session days' if daily else 'bars outside exchange sessions'
-        out.append(Finding('outside_session', 'warning', outside.height, f"{what} of {calendar}", _ex(outside)))
+        out.append(Finding('outside_session', 'warning', outside.height, f"{what} of {calendar}", examples(outside)))
     if not daily:
         step = freq_minutes(freq) * 60_000_000
         off = (df['timestamp'].dt.epoch('us') - ses['segment_open'].dt.epoch('us')) % step
         grid = df.filter(ses['in_session'] & (off != 0))
         if grid.height:
-            out.append(Finding('off_grid', 'warning', grid.height, f"bars not on the {freq} grid of their session (bar opens must be session open + k x {freq})", _ex(grid)))
+            out.append(Finding('off_grid', 'warning', grid.height, f"bars not on the {freq} grid of their session (bar opens must be session open + k x {freq})", examples(grid)))
     n_missing, n_expected, gaps = 0, 0, []
     for (sym,), g in df.group_by('symbol', maintain_order=True):
         ts = g['timestamp'].sort()

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import warnings
 import polars as pl
-from .bars import BARS_SCHEMA, DataError, FREQ_MINUTES, freq_minutes, infer_freq, validate_bars
+from .bars import BARS_SCHEMA, DataError, FREQ_MINUTES, freq_minutes, infer_freq, is_sorted_bars
 from .calendars import assign_sessions, calendar_name
 
 # %% auto #0
@@ -26,9 +26,7 @@ def resample(bars: pl.DataFrame, to: str, calendar: str, source_freq: str | None
     if to != '1D' and freq_minutes(to) % freq_minutes(src):
         raise DataError(f"cannot resample {src} bars to {to}: {to} is not a whole multiple of {src}")
     if to == src: return bars.clone()
-    sorted_ = bars.select(((pl.col('symbol') == pl.col('symbol').shift(1)) & (pl.col('timestamp') < pl.col('timestamp').shift(1))
-                           | (pl.col('symbol') < pl.col('symbol').shift(1))).fill_null(False).any()).item() is False
-    if not sorted_: bars = bars.sort('symbol', 'timestamp', maintain_order=True)   # first/last need time order
+    if not is_sorted_bars(bars): bars = bars.sort('symbol', 'timestamp', maintain_order=True)   # first/last need time order
     daily_src = src == '1D'
     ses = assign_sessions(bars['timestamp'], cal, daily=daily_src)
     n_out = int((~ses['in_session']).sum())
