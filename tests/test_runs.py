@@ -16,12 +16,12 @@ def test_create_run_under_home(home):
     assert load_config(run / 'config.yaml') == cfg
     m = json.loads((run / 'manifest.json').read_text())
     assert set(m['packages']) == {'yooptx', 'torch', 'lightning', 'polars', 'numpy', 'transformers'} and m['packages']['polars']
-    assert m['gate'] == to_dict(cfg.gate) and m['seeds'] == cfg.seeds and m['data']['name'] == 'btc_1d'
+    assert m['gate'] == to_dict(cfg.gate) and m['seeds'] == cfg.seeds and m['data']['name'] == cfg.data.name
     assert m['git']['commit'] is None or re.fullmatch(r'[0-9a-f]{40}', m['git']['commit'])
     assert {'platform', 'cpu_count', 'cuda'} <= set(m['machine'])
     assert not [p for p in run.iterdir() if p.name.startswith('.')]          # no temp files left
     assert create_run(cfg) != run                                             # two runs in one second do not collide
-    with pytest.raises(RunError, match=r"train.batch_size: run has 64, given 8"):
+    with pytest.raises(RunError, match=rf"train.batch_size: run has {cfg.train.batch_size}, given 8"):
         open_run(run, load_config('demo', ['train.batch_size=8']))
     assert not gate_changed(run)
 
