@@ -98,7 +98,7 @@ def test_trend_matches_polyfit():
 
 @pytest.mark.parametrize('vol', [False, True])
 def test_triple_barrier_brute_force(vol):
-    "Against a plain loop: first touch of +-theta on log(close_{t+j}/close_t), j=1..h; label_end = the touching bar."
+    "Against a plain loop: first touch of +-theta on log(close_{t+j}/close_t), j=1..h; label_end = t+h (fwd_return's reach)."
     b = random_panel(11, 120, 2)
     h, k, w = 6, 1.0, 8
     kw = dict(vol_k=k, vol_window=w) if vol else dict(threshold=0.012)
@@ -117,7 +117,7 @@ def test_triple_barrier_brute_force(vol):
                 m = y[t + j] - y[t]
                 if m >= theta: want, j_end = 2, j; break
                 if m <= -theta: want, j_end = 0, j; break
-            assert lg['label'][t] == want and lg['label_end'][t] == g['timestamp'][t + j_end], (s, t)
+            assert lg['label'][t] == want and lg['label_end'][t] == g['timestamp'][t + h], (s, t)
     assert set(lab['label'].drop_nulls().to_list()) == {0, 1, 2}
 
 
