@@ -383,3 +383,20 @@ def test_run_predictions_backtests_each_model():
     assert val['seed'].unique().to_list() == [0]
     neg = run(bars, base.select('timestamp', 'symbol', prediction=-pl.col('prediction')))
     np.testing.assert_allclose(val['net'].to_numpy(), neg.portfolio['net'].to_numpy(), atol=1e-15)
+
+
+def test_probability_sizing_reads_the_right_column():
+    "Three-class frames (prob_0..prob_2) use (prediction+1)/2, not prob_1 = P(hold); all-null prob_ columns fall back too."
+    import polars as pl
+    from yooptx.backtest import size_positions
+    from yooptx.synth import random_walk
+    bars = random_walk(5, seed=0)
+    t = bars['timestamp'][:3]
+    three = pl.DataFrame({'timestamp': t, 'symbol': 'SYN0', 'prediction': [0.1, -0.5, 0.0],
+                          'prob_0': [0.1, 0.6, 0.3], 'prob_1': [0.7, 0.3, 0.4], 'prob_2': [0.2, 0.1, 0.3]})
+    out = size_positions(bars, three, {'sizing': 'probability', 'dead_band': 0.05})
+    assert out['target'].to_list() == pytest.approx([0.1, -0.5, 0.0])           # 2p - 1 with p = (prediction + 1) / 2
+    empty = three.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ('prob_0', 'prob_1', 'prob_2'))
+    assert size_positions(bars, empty, {'sizing': 'probability'})['target'].to_list() == pytest.approx([0.1, -0.5, 0.0])
+    two = three.drop('prob_2').with_columns(prob_0=1 - pl.col('prob_1'))
+    assert size_positions(bars, two, {'sizing': 'probability', 'dead_band': 0.05})['target'].to_list() == pytest.approx([0.4, -0.4, -0.2])

@@ -106,3 +106,19 @@ def test_cli_bad_input(home, tmp_path):
     assert rc == 2 and 'divisible' in err and tree(home) == before     # refused before any run folder is made
     rc, out, err = run_cli('gate', tmp_path)
     assert rc == 2 and 'lacks config.yaml' in err
+
+
+def test_fold_choices_only_see_earlier_validation_rows(data, tmp_path):
+    "Fold 0's configuration is chosen on fold 0's validation rows only: later folds' validation rows lie inside its test block."
+    cfg = load_config({**TINY, 'encoders': {'cnn': {'params': TINY['encoders']['cnn']['params'], 'grid': {'lr': [0.001, 0.01]}}}})
+    d = prepare(cfg, bars=data.bars, calendar='XNYS')
+    run = B.bakeoff(cfg, data=d, run_dir=tmp_path / 'r', progress=False)
+    raw = pl.read_parquet(run / 'predictions.parquet').filter(~pl.col('params_hash').str.starts_with('sel-') & (pl.col('encoder') == 'cnn'))
+    before = B.select_per_fold(raw, 'cnn', [0, 1, 2])
+    flipped = raw.with_columns(pl.when((pl.col('split') == 'val') & (pl.col('fold') >= 1)).then(-pl.col('prediction'))
+                               .otherwise(pl.col('prediction')).alias('prediction'))
+    assert B.select_per_fold(flipped, 'cnn', [0, 1, 2])[0] == before[0]
+    sel = json.loads((run / 'selection.json').read_text())
+    assert {int(k) for k in sel['families']['cnn']['per_fold']} == {0, 1, 2}
+    bt = pl.read_parquet(run / 'backtest.parquet')
+    assert bt.filter(pl.col('encoder') == 'candidate').height > 0
