@@ -272,7 +272,7 @@ def test_run_and_checkpoint_errors(tiny_run, tmp_path):
     with pytest.raises(UserError, match='does not exist or has no config.yaml'): A.find_run(tmp_path / 'none')
     bare = tmp_path / 'bare'; bare.mkdir()
     for f in ('config.yaml', 'manifest.json'): (bare / f).write_text((tiny_run / f).read_text())
-    with pytest.raises(UserError, match="made from bars passed in .*bars.parquet"): A.run_data(bare)
+    with pytest.raises(UserError, match="made on bars passed in .*bars.parquet"): A.run_data(bare)
     with pytest.raises(UserError, match="symbol 'NOPE' is not in the data"): A.explain(tiny_run, symbol='NOPE')
 
 
