@@ -216,25 +216,25 @@ def test_what_would_change_numbers():
 # ---------------------------------------------------------------- train views
 
 def test_train_encoder_new_and_existing_run(env):
-    from yooptx import views
+    from yooptx import trainviews, views
     from yooptx.config import UserError
     from yooptx.runs import Ledger
-    te = views.train_encoder(str(env['config']), 'lstm', seed=1, epochs=1, folds='2')
+    te = trainviews.train_encoder(str(env['config']), 'lstm', seed=1, epochs=1, folds='2')
     assert te.path.parent == env['home'] / 'runs' and te.seeds == [1] and te.folds == [2]
     led = Ledger(te.path).read()
     assert led.height == 1 and led['fold'].to_list() == [2] and led['seed'].to_list() == [1] and led['n_epochs'][0] == 1
-    again = views.train_encoder(run_dir=te.path, encoder='lstm', folds='2')
+    again = trainviews.train_encoder(run_dir=te.path, encoder='lstm', folds='2')
     assert again.seeds == [1] and Ledger(te.path).read().height == 1            # the run's own config; nothing retrained
-    bt = views.encoder_backtest(again)
+    bt = trainviews.encoder_backtest(again)
     assert set(bt['encoder']) == {'lstm', 'buy_hold', 'momentum', 'ridge'}
-    rets = views.encoder_returns(bt, 'lstm')
+    rets = trainviews.encoder_returns(bt, 'lstm')
     assert list(rets)[0] == 'lstm'
     assert len(views.equity_figure(rets).data) == 4 + 1
-    curves = views.learning_curves(te.path, 'lstm')
+    curves = trainviews.learning_curves(te.path, 'lstm')
     assert set(curves.select('fold', 'seed').unique().rows()) == {(2, 1)} and {'train_loss_epoch', 'val_sharpe'} <= set(curves['tag'])
-    assert views.validation_table(te.path, 'lstm').height == 1
-    with pytest.raises(UserError, match=r"folds \[7\] do not exist"): views.train_encoder(str(env['config']), 'lstm', folds='7')
-    with pytest.raises(UserError, match="encoder 'cnn' is not in the encoders section"): views.train_encoder(str(env['config']), 'cnn')
+    assert trainviews.validation_table(te.path, 'lstm').height == 1
+    with pytest.raises(UserError, match=r"folds \[7\] do not exist"): trainviews.train_encoder(str(env['config']), 'lstm', folds='7')
+    with pytest.raises(UserError, match="encoder 'cnn' is not in the encoders section"): trainviews.train_encoder(str(env['config']), 'cnn')
 
 
 # ---------------------------------------------------------------- the notebooks
@@ -329,10 +329,10 @@ def test_committed_report_notebooks_are_clean():
         assert set(pm.inspect_notebook(str(path))) == params
         tagged = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
         assert len(tagged) == 1
-        # no logic of their own: no def / class / loops / imports other than yooptx.views
+        # no logic of their own: no def / class / loops / imports other than the view modules (yooptx.views, yooptx.trainviews)
         code = '\n'.join(l.split('#')[0] for c in nb['cells'] if c['cell_type'] == 'code' for l in ''.join(c['source']).splitlines())
         for bad in ('def ', 'class ', 'for ', 'while ', 'lambda'): assert bad not in code, (name, bad)
-        assert [l for l in code.splitlines() if l.startswith(('import', 'from'))] == ['from yooptx import views']
+        assert [l for l in code.splitlines() if l.startswith(('import', 'from'))] == [f"from yooptx import {'trainviews, ' if name == 'train' else ''}views"]
 
 
 def test_ic_figure_cross_sectional():
