@@ -14,7 +14,7 @@ import os, sys, time, warnings
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
-from yooptx.encoders import build_encoder, build_head
+from yooptx.models.encoders import build_encoder, build_head
 
 B, L, C, D, LAYERS, HEADS = 32, 96, 7, 128, 3, 16
 QUICK = '--quick' in sys.argv

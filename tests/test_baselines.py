@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from yooptx.baselines import (BASELINE_REGISTRY, baseline_params, design_matrix, fold_rows, run_baseline, run_baselines, score)
-from yooptx.config import BASELINES, UserError
+from yooptx.baselines import BASELINES
+from yooptx.core import UserError
 from yooptx.experiment import prepare
 from yooptx.predictions import PRED_COLUMNS, PRED_SCHEMA, validate_predictions
 from yooptx.synth import planted_signal, random_walk

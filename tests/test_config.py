@@ -1,7 +1,8 @@
 """Experiment configs: every packaged YAML validates; overrides are validated like the file."""
 from pathlib import Path
 import pytest, yaml
-from yooptx.config import ConfigError, PKG_DIR, dump_config, load_config
+from yooptx.core import ConfigError, PKG_DIR
+from yooptx.config import dump_config, load_config
 
 
 @pytest.mark.parametrize('path', sorted((PKG_DIR / 'configs').glob('*.yaml')), ids=lambda p: p.stem)

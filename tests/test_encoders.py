@@ -5,9 +5,8 @@ import copy, subprocess, sys
 import pytest
 import torch
 import torch.nn.functional as F
-from yooptx.config import UserError
-from yooptx.encoders import (ENCODER_REGISTRY, EncoderError, EncoderOutput, build_encoder, build_head, encoder_config,
-                             encoder_params, split_params)
+from yooptx.core import UserError
+from yooptx.models.encoders import ENCODER_REGISTRY, EncoderError, EncoderOutput, build_encoder, build_head, encoder_config, encoder_params, split_params
 
 FAMILIES = ['manual', 'cnn', 'lstm', 'transformer', 'patchtst']
 SMALL = {'manual': {'d_model': 16, 'hidden': 16}, 'cnn': {'d_model': 16, 'n_layers': 2}, 'lstm': {'d_model': 16},
@@ -234,8 +233,8 @@ def test_registry_and_interface():
 
 
 def test_import_safety_in_a_fresh_interpreter():
-    code = ("from yooptx.encoders import build_encoder; e = build_encoder('transformer', 3, 8); "
-            "import yooptx.transformer as t; assert type(e) is t.TransformerEncoder; "
+    code = ("from yooptx.models.encoders import build_encoder; e = build_encoder('transformer', 3, 8); "
+            "import yooptx.models.transformer as t; assert type(e) is t.TransformerEncoder; "
             "import sys; assert 'transformers' not in sys.modules, 'HF imported too early'; "
             "p = build_encoder('patchtst', 3, 16); print(type(p).__name__)")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)

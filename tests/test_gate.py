@@ -2,7 +2,7 @@
 with real training on synthetic markets whose answer is known."""
 import json
 import pytest
-from yooptx.bakeoff import bakeoff
+from yooptx.experiments.bakeoff import bakeoff
 from yooptx.config import GateConfig, load_config
 from yooptx.experiment import prepare
 from yooptx.gate import decide, evaluate, gate_checks, simulate_gate

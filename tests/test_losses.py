@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from yooptx.config import TrainConfig, UserError
-from yooptx.losses import (balanced_class_weights, cross_entropy, expected_direction, focal_loss, huber_loss, make_loss,
-                           mse_loss, quantile_loss, rank_loss, sharpe_loss)
+from yooptx.config import TrainConfig
+from yooptx.core import UserError
+from yooptx.models.losses import balanced_class_weights, cross_entropy, expected_direction, focal_loss, huber_loss, make_loss, mse_loss, quantile_loss, rank_loss, sharpe_loss
 
 G = lambda s: torch.Generator().manual_seed(s)
 

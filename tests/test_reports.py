@@ -8,8 +8,8 @@ import pytest
 from bs4 import BeautifulSoup
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from conftest import REPO, run_cli
-from yooptx import reports as R
-from yooptx.config import UserError
+from yooptx.reporting import runner as R
+from yooptx.core import UserError
 
 CHROMIUM = shutil.which('chromium') or ('/usr/bin/chromium' if Path('/usr/bin/chromium').exists() else None)
 KERNELSPEC = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
@@ -302,7 +302,7 @@ def test_indexes_from_hand_made_runs(tmp_path):
 
 @pytest.mark.skipif(not (REPO / 'reports' / 'go_no_go.ipynb').exists(), reason="reports/go_no_go.ipynb (R2's) not written yet")
 def test_cli_go_no_go_on_a_tiny_run(home, tmp_path):
-    from yooptx.bakeoff import bakeoff
+    from yooptx.experiments.bakeoff import bakeoff
     from yooptx.config import load_config
     from yooptx.experiment import prepare
     from yooptx.gate import evaluate

@@ -4,7 +4,8 @@ import json, multiprocessing as mp, re, time
 from pathlib import Path
 import polars as pl
 import pytest
-from yooptx.config import load_config, runs_dir, to_dict
+from yooptx.config import load_config, to_dict
+from yooptx.core import runs_dir
 from yooptx.runs import LEDGER_SCHEMA, Ledger, RunError, create_run, gate_changed, open_run, trial_id
 
 

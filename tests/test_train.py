@@ -8,15 +8,16 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from yooptx.config import UserError
+from yooptx.core import UserError
 from yooptx.experiment import prepare
 from yooptx.predictions import PRED_KEY, validate_predictions
 from yooptx.predictions import test_rows as only_test   # (imported as test_rows, pytest would collect it)
 from yooptx.runs import Ledger, RunError
 from yooptx.synth import planted_signal, random_walk
-from yooptx.train import CheckpointError, load, make_trainer, read_checkpoint
-import yooptx.train as T
-import yooptx.walkforward as wf
+from yooptx.training.checkpoints import CheckpointError, load, read_checkpoint
+from yooptx.training.module import make_trainer
+import lightning as L
+import yooptx.training.driver as wf
 
 ENCODERS = {'manual': {'params': {'d_model': 16, 'hidden': 32}},
             'cnn': {'params': {'d_model': 16, 'n_layers': 3}},
@@ -131,7 +132,7 @@ def test_checkpoint_is_self_contained(small, tmp_path):
         pr.predict(small.features.drop(small.feature_names[0]), f.test)
 
 
-class _Crash(T.L.Callback):
+class _Crash(L.Callback):
     "Kill training at the start of epoch `at` (after last.ckpt of the epoch before was written)."
     def __init__(self, at): self.at = at
     def on_train_epoch_start(self, trainer, module):

@@ -19,8 +19,9 @@ TINY = {'data': {'name': 'planted'},
 def tiny(tmp_path_factory):
     "A scratch $YOOPTX_HOME holding a planted-signal data set in its catalog, the experiment YAML, and a finished bake-off on it."
     import yaml
-    from yooptx.bakeoff import bakeoff
-    from yooptx.config import load_config, runs_dir
+    from yooptx.experiments.bakeoff import bakeoff
+    from yooptx.config import load_config
+    from yooptx.core import runs_dir
     from yooptx.data import DataCatalog
     from yooptx.synth import planted_signal
     home = tmp_path_factory.mktemp('home')
@@ -43,15 +44,15 @@ def env(tiny, monkeypatch):
 
 @pytest.fixture
 def view(env):
-    from yooptx import views
+    from yooptx.reporting import views
     return views.load_run(env['run'])
 
 
 # ---------------------------------------------------------------- locating runs
 
 def test_latest_run(tmp_path, monkeypatch):
-    from yooptx import views
-    from yooptx.config import UserError
+    from yooptx.reporting import views
+    from yooptx.core import UserError
     monkeypatch.setenv('YOOPTX_HOME', str(tmp_path))
     with pytest.raises(UserError, match=r'no run folder under .*run `yooptx bakeoff CONFIG` first'): views.latest_run()
     root = tmp_path / 'runs'
@@ -77,7 +78,7 @@ def test_load_run_and_families(view, env):
 # ---------------------------------------------------------------- tables
 
 def test_fold_seed_tables(view):
-    from yooptx import views
+    from yooptx.reporting import views
     fs = views.fold_seed_table(view)
     bt = view.backtest
     seeds = {f: bt.filter((pl.col('encoder') == e) & (pl.col('params_hash') == h))['seed'].n_unique() for f, (e, h) in view.pairs.items()}
@@ -100,7 +101,7 @@ def test_fold_seed_tables(view):
 
 
 def test_metrics_and_equity(view):
-    from yooptx import views
+    from yooptx.reporting import views
     rets = views.family_returns(view)
     assert list(rets) == view.families
     mt = views.metrics_table(rets, view.periods_per_year)
@@ -118,7 +119,7 @@ def test_metrics_and_equity(view):
 
 def test_cost_sensitivity(view):
     "Reruns of the backtest at scaled costs: 1x reproduces the bake-off's backtest.parquet; the closed form is close; more cost, less Sharpe."
-    from yooptx import views
+    from yooptx.reporting import views
     cs = views.cost_sensitivity(view, multiples=(0.0, 1.0, 3.0))
     assert cs.height == 3 * len(view.families) and set(cs['method']) == {'backtest'}
     mt = views.metrics_table(views.family_returns(view), view.periods_per_year)
@@ -138,7 +139,7 @@ def test_cost_sensitivity(view):
 
 
 def test_ic_and_rolling_sharpe(view):
-    from yooptx import views
+    from yooptx.reporting import views
     sig = views.signal_frame(view, 'lstm')
     assert sig.height == view.predictions.filter((pl.col('params_hash') == view.pairs['lstm'][1]) & (pl.col('split') == 'test') & (pl.col('seed') == 0)).height
     ic = views.rolling_ic(sig, 30)
@@ -153,7 +154,7 @@ def test_ic_and_rolling_sharpe(view):
 
 
 def test_calibration(view):
-    from yooptx import views
+    from yooptx.reporting import views
     fam = views.calibration_family(view)
     assert fam in view.candidates
     rel, conf = views.calibration_figures(view)
@@ -168,7 +169,7 @@ def test_calibration(view):
 # ---------------------------------------------------------------- verdict
 
 def test_verdict_views(view):
-    from yooptx import views
+    from yooptx.reporting import views
     v = views.run_verdict(view)
     ct = views.checks_table(v)
     assert ct['check'].to_list() == [c['name'] for c in v['checks']]
@@ -195,7 +196,7 @@ def _verdict(checks, n=504):
 
 def test_what_would_change_numbers():
     "Each statement's numbers follow from the Sharpe standard error (1/sqrt(T) scaling) and the DSR formula."
-    from yooptx import views
+    from yooptx.reporting import views
     from yooptx.stats import psr_from_moments
     ci = {'name': 'net_sharpe_ci', 'value': -0.4, 'threshold': 0.0, 'passed': False, 'details': {'estimate': 1.0, 'low': -0.4, 'high': 2.4}}
     [s] = views.what_would_change(_verdict([ci]), periods_per_year=252)
@@ -216,8 +217,8 @@ def test_what_would_change_numbers():
 # ---------------------------------------------------------------- train views
 
 def test_train_encoder_new_and_existing_run(env):
-    from yooptx import trainviews, views
-    from yooptx.config import UserError
+    from yooptx.reporting import trainviews, views
+    from yooptx.core import UserError
     from yooptx.runs import Ledger
     te = trainviews.train_encoder(str(env['config']), 'lstm', seed=1, epochs=1, folds='2')
     assert te.path.parent == env['home'] / 'runs' and te.seeds == [1] and te.folds == [2]
@@ -332,13 +333,13 @@ def test_committed_report_notebooks_are_clean():
         # no logic of their own: no def / class / loops / imports other than the view modules (yooptx.views, yooptx.trainviews)
         code = '\n'.join(l.split('#')[0] for c in nb['cells'] if c['cell_type'] == 'code' for l in ''.join(c['source']).splitlines())
         for bad in ('def ', 'class ', 'for ', 'while ', 'lambda'): assert bad not in code, (name, bad)
-        assert [l for l in code.splitlines() if l.startswith(('import', 'from'))] == [f"from yooptx import {'trainviews, ' if name == 'train' else ''}views"]
+        assert [l for l in code.splitlines() if l.startswith(('import', 'from'))] == [f"from yooptx.reporting import {'trainviews, ' if name == 'train' else ''}views"]
 
 
 def test_ic_figure_cross_sectional():
     "With 3 or more symbols the IC is the cross-sectional Spearman correlation per date."
     import datetime as dt
-    from yooptx import views
+    from yooptx.reporting import views
     rng = np.random.default_rng(0); T, S = 60, 4
     ts = pl.datetime_range(dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 1) + dt.timedelta(days=T - 1), '1d', time_zone='UTC', eager=True)
     sig = rng.standard_normal(T * S)

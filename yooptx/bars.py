@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 import numpy as np
 import polars as pl
-from .config import UserError
+from .core import UserError
 
 # %% auto #0
 __all__ = ['PRICE_COLS', 'BARS_SCHEMA', 'FREQ_MINUTES', 'DataError', 'freq_minutes', 'freq_delta', 'infer_freq', 'examples',

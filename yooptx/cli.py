@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, sys, time, traceback, warnings
 import polars as pl
-from .config import UserError
+from .core import UserError
 from .bars import FREQ_MINUTES
 
 # %% auto #0
@@ -67,7 +67,7 @@ def cmd_data_resample(args) -> int:
 
 # %% ../nbs/31_cli.ipynb #4a4fed81
 def cmd_bakeoff(args) -> int:
-    from yooptx.bakeoff import bakeoff
+    from yooptx.experiments.bakeoff import bakeoff
     from yooptx.config import load_config
     cfg = load_config(args.config, args.set)          # bad keys/values fail here, before any work
     t0 = time.time()
@@ -89,7 +89,7 @@ def cmd_gate(args) -> int:
     return 0
 
 def cmd_demo(args) -> int:
-    from yooptx.bakeoff import bakeoff
+    from yooptx.experiments.bakeoff import bakeoff
     from yooptx.config import load_config
     from yooptx.gate import evaluate, verdict_text
     t0 = time.time()
@@ -103,7 +103,7 @@ def cmd_demo(args) -> int:
     if args.no_reports:
         print(f"\ndone in {time.time() - t0:.0f}s. run folder: {run}\nverdict: {run / 'verdict.json'}")
         return 0
-    from yooptx.reports import ReportFailed, demo_reports, in_runs_dir, write_site_index
+    from yooptx.reporting.runner import ReportFailed, demo_reports, in_runs_dir, write_site_index
     print("\nrendering the run's reports (go_no_go, walk_forward, train, attention) …", flush=True)
     try: html = demo_reports(run, progress=not args.quiet)
     except ReportFailed as e: return _report_failed(e)
@@ -119,7 +119,7 @@ def _report_failed(e) -> int:
     return getattr(e, 'exit_code', 1)
 
 def cmd_run(args) -> int:
-    from yooptx.reports import ReportFailed, run
+    from yooptx.reporting.runner import ReportFailed, run
     params = {}
     for k, v in args.param:
         if k in params: raise UserError(f"parameter {k!r} given twice (-p {k} {params[k]} and -p {k} {v}); give it once")

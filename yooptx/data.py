@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from pathlib import Path, PurePosixPath
 import numpy as np
 import polars as pl
-from .config import UserError, atomic_write, samples_dir, yooptx_home
+from .core import UserError, atomic_write, samples_dir, yooptx_home
 from .bars import BARS_SCHEMA, DataError, FREQ_MINUTES, freq_minutes, infer_freq, validate_bars
 from .calendars import calendar_name
 from .quality import QualityReport, adjust as adjust_bars, check_bars

@@ -13,7 +13,7 @@ import polars as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from lightning.pytorch import LightningDataModule
-from .config import UserError
+from .core import UserError
 from .bars import DataError
 from .calendars import bar_times
 from .normalize import MASK_COL, Normalizer, feature_columns, row_indices

@@ -7,7 +7,8 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 import polars as pl
-from .config import ExperimentConfig, UserError, load_config
+from .config import ExperimentConfig, load_config
+from .core import UserError
 from .bars import infer_freq, validate_bars
 from .features import build, load_exog
 from .labels import label_horizon, make_labels_from_config

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 from .bars import DataError, freq_delta, infer_freq, is_sorted_bars
 from .calendars import assign_sessions, available_at, calendar_name, sessions
-from .config import UserError
+from .core import UserError
 
 # %% auto #0
 __all__ = ['FEATURES', 'PRESETS', 'FeatureError', 'Feature', 'register', 'describe_features', 'ExogSeries', 'register_exog',

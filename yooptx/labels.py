@@ -9,7 +9,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
-from .config import UserError, LabelsConfig
+from .core import UserError
+from .config import LabelsConfig
 from .bars import DataError, is_sorted_bars
 
 # %% auto #0

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 from scipy.stats import rankdata
-from .config import UserError, atomic_write
+from .core import UserError, atomic_write
 
 # %% auto #0
 __all__ = ['KEY_COLS', 'MASK_COL', 'NORMALIZER_VERSION', 'POOLED', 'NormalizerError', 'feature_columns', 'row_indices',

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import polars as pl
-from .config import UserError
+from .core import UserError
 
 # %% auto #0
 __all__ = ['PRED_SCHEMA', 'PRED_COLUMNS', 'PRED_KEY', 'TEST_KEY', 'SPLITS', 'PredictionError', 'params_hash',

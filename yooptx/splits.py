@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Literal
 import numpy as np
 import polars as pl
-from .config import UserError, SplitsConfig, atomic_write
+from .core import UserError, atomic_write
+from .config import SplitsConfig
 
 # %% auto #0
 __all__ = ['SplitError', 'Fold', 'walk_forward', 'walk_forward_from_config', 'cpcv', 'cpcv_paths', 'describe', 'save_describe',

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import numpy as np
 import polars as pl
-from .config import UserError
+from .core import UserError
 from .bars import freq_minutes, validate_bars
 from .calendars import assign_sessions, bar_times, bars_per_year, sessions
 
