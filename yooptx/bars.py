@@ -39,12 +39,17 @@ def infer_freq(ts: pl.Series | np.ndarray) -> str | None:
     vals, counts = np.unique(d, return_counts=True)
     mode_min = vals[counts.argmax()] / 60e6
     if mode_min > 1440 * 1.1:
-        raise DataError(f"bars are spaced {mode_min / 1440:.3g} days apart (most common spacing): weekly or monthly bars are not supported; "
-                        f"yooptx works with bar sizes {', '.join(FREQ_MINUTES)}")
+        raise DataError(
+            f"bars are spaced {mode_min / 1440:.3g} days apart (most common spacing): weekly or monthly bars are not"
+            f" supported; yooptx works with bar sizes {', '.join(FREQ_MINUTES)}"
+        )
     if mode_min >= 1440 * 0.9: return '1D'
     best = min(FREQ_MINUTES, key=lambda f: abs(np.log(FREQ_MINUTES[f]) - np.log(max(mode_min, 1e-9))))
     if not 0.9 <= mode_min / FREQ_MINUTES[best] <= 1.1:
-        raise DataError(f"bar spacing of {mode_min:g} minutes matches no known bar size ({', '.join(FREQ_MINUTES)}); resample it first or pass freq=")
+        raise DataError(
+            f"bar spacing of {mode_min:g} minutes matches no known bar size ({', '.join(FREQ_MINUTES)}); resample it"
+            " first or pass freq="
+        )
     return best
 
 # %% ../nbs/01_bars.ipynb #44594da9
@@ -62,32 +67,55 @@ def is_sorted_bars(df: pl.DataFrame) -> bool:
 
 def validate_bars(df: pl.DataFrame, source: str = 'bars', close_only: bool | None = None) -> pl.DataFrame:
     "Check `df` against the bars contract; return it unchanged or raise a `DataError` saying what to fix."
-    if not isinstance(df, pl.DataFrame): raise DataError(f"{source}: expected a polars DataFrame, got {type(df).__name__}")
+    if not isinstance(df, pl.DataFrame):
+        raise DataError(f"{source}: expected a polars DataFrame, got {type(df).__name__}")
     missing = [c for c in BARS_SCHEMA if c not in df.columns]
     if missing:
-        raise DataError(f"{source}: missing required column(s) {', '.join(missing)}; columns found: {', '.join(df.columns) or '(none)'}")
+        raise DataError(
+            f"{source}: missing required column(s) {', '.join(missing)}; columns found:"
+            f" {', '.join(df.columns) or '(none)'}"
+        )
     for c, dt in BARS_SCHEMA.items():
         if df.schema[c] != dt: raise DataError(f"{source}: column {c!r} has dtype {df.schema[c]}, expected {dt}")
     if df.height == 0: raise DataError(f"{source}: no rows")
-    if df['timestamp'].null_count(): raise DataError(f"{source}: {df['timestamp'].null_count()} row(s) with a missing timestamp")
+    if df['timestamp'].null_count():
+        raise DataError(f"{source}: {df['timestamp'].null_count()} row(s) with a missing timestamp")
     if df['symbol'].null_count(): raise DataError(f"{source}: {df['symbol'].null_count()} row(s) with a missing symbol")
     if close_only is None: close_only = df['open'].null_count() == df.height
     dup = pl.struct('symbol', 'timestamp').is_duplicated()
     n_dup = int(df.select(dup.sum()).item())
-    if n_dup: raise DataError(f"{source}: {n_dup} rows share a (symbol, timestamp), e.g. {_first_rows(df, dup)}; drop the duplicates (keep one bar per symbol and time)")
-    if not is_sorted_bars(df): raise DataError(f"{source}: rows are not sorted by (symbol, timestamp); sort them with df.sort('symbol', 'timestamp')")
+    if n_dup:
+        raise DataError(
+            f"{source}: {n_dup} rows share a (symbol, timestamp), e.g. {_first_rows(df, dup)}; drop the duplicates"
+            " (keep one bar per symbol and time)"
+        )
+    if not is_sorted_bars(df):
+        raise DataError(
+            f"{source}: rows are not sorted by (symbol, timestamp); sort them with df.sort('symbol', 'timestamp')"
+        )
     cols = ['close'] if close_only else list(PRICE_COLS)
     for c in cols:
         bad = pl.col(c).is_null() | pl.col(c).is_nan() | pl.col(c).is_infinite()
         n = int(df.select(bad.sum()).item())
-        if n: raise DataError(f"{source}: {n} NaN/inf/missing value(s) in {c!r}, e.g. {_first_rows(df, bad)}; drop or repair those bars")
+        if n:
+            raise DataError(
+                f"{source}: {n} NaN/inf/missing value(s) in {c!r}, e.g. {_first_rows(df, bad)}; drop or repair those"
+                " bars"
+            )
     if not close_only:
         hl = pl.col('high') < pl.col('low')
         n = int(df.select(hl.sum()).item())
-        if n: raise DataError(f"{source}: {n} bar(s) with high < low, e.g. {_first_rows(df, hl)}; the source is corrupt there: fix or drop those bars")
+        if n:
+            raise DataError(
+                f"{source}: {n} bar(s) with high < low, e.g. {_first_rows(df, hl)}; the source is corrupt there: fix or"
+                " drop those bars"
+            )
         vbad = pl.col('volume').is_nan() | pl.col('volume').is_infinite() | (pl.col('volume') < 0)
         n = int(df.select(vbad.fill_null(False).sum()).item())
-        if n: raise DataError(f"{source}: {n} NaN/inf/negative volume value(s), e.g. {_first_rows(df, vbad.fill_null(False))}")
+        if n:
+            raise DataError(
+                f"{source}: {n} NaN/inf/negative volume value(s), e.g. {_first_rows(df, vbad.fill_null(False))}"
+            )
     return df
 
 def empty_bars() -> pl.DataFrame: return pl.DataFrame(schema=BARS_SCHEMA)

@@ -43,7 +43,9 @@ class MomentumParams:
     def validate(self, where):
         if self.lookback < 1: raise BaselineError(f"{where}.lookback: must be >= 1 bar, got {self.lookback}")
         if self.choose_from is not None and (not self.choose_from or min(self.choose_from) < 1):
-            raise BaselineError(f"{where}.choose_from: give lookbacks >= 1, e.g. [5, 10, 20, 60], or null; got {self.choose_from}")
+            raise BaselineError(
+                f"{where}.choose_from: give lookbacks >= 1, e.g. [5, 10, 20, 60], or null; got {self.choose_from}"
+            )
 
 @dataclass
 class MeanReversionParams:
@@ -83,10 +85,21 @@ class LightGBMParams:
     early_stopping: int = 30                # stop after this many rounds without a better val loss (0: off, use all rounds)
     num_threads: int = 1                    # 1 or 2 keeps results identical across machines
     def validate(self, where):
-        if self.n_estimators < 1 or self.num_leaves < 2 or self.min_child_samples < 1 or self.num_threads < 1 or self.early_stopping < 0:
-            raise BaselineError(f"{where}: n_estimators, min_child_samples, num_threads must be >= 1, num_leaves >= 2, early_stopping >= 0")
-        if not 0 < self.subsample <= 1 or not 0 < self.colsample <= 1: raise BaselineError(f"{where}: subsample and colsample must be in (0, 1]")
-        if not self.learning_rate > 0: raise BaselineError(f"{where}.learning_rate: must be > 0, got {self.learning_rate}")
+        if (
+            self.n_estimators < 1
+            or self.num_leaves < 2
+            or self.min_child_samples < 1
+            or self.num_threads < 1
+            or self.early_stopping < 0
+        ):
+            raise BaselineError(
+                f"{where}: n_estimators, min_child_samples, num_threads must be >= 1, num_leaves >= 2, early_stopping"
+                " >= 0"
+            )
+        if not 0 < self.subsample <= 1 or not 0 < self.colsample <= 1:
+            raise BaselineError(f"{where}: subsample and colsample must be in (0, 1]")
+        if not self.learning_rate > 0:
+            raise BaselineError(f"{where}.learning_rate: must be > 0, got {self.learning_rate}")
 
 # %% ../nbs/43_baselines.ipynb #8cb2508c
 CLASSES = {'direction': [0, 1], 'trend': [0, 1], 'three_class': [0, 1, 2], 'triple_barrier': [0, 1, 2]}
@@ -98,7 +111,9 @@ def label_classes(data: ExperimentData) -> list[int] | None:
 def get_fold(data: ExperimentData, fold: int):
     "Fold number `fold` of `data` (a `BaselineError` naming the valid range otherwise)."
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < len(data.folds):
-        raise BaselineError(f"fold {fold!r} does not exist: this experiment has folds 0..{len(data.folds) - 1} (splits.n_folds)")
+        raise BaselineError(
+            f"fold {fold!r} does not exist: this experiment has folds 0..{len(data.folds) - 1} (splits.n_folds)"
+        )
     return data.folds[int(fold)]
 
 def fold_rows(data: ExperimentData, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -292,7 +307,9 @@ class LightGBMBaseline(FeatureBaseline):
 
 # %% ../nbs/43_baselines.ipynb #944e6de0
 BASELINE_REGISTRY: dict[str, tuple[type[Baseline], type]] = {
-    c.name: (c, c.Params) for c in (BuyHold, Momentum, Persistence, MeanReversion, RidgeBaseline, LogisticBaseline, LightGBMBaseline)}
+    c.name: (c, c.Params)
+    for c in (BuyHold, Momentum, Persistence, MeanReversion, RidgeBaseline, LogisticBaseline, LightGBMBaseline)
+}
 BASELINES = tuple(BASELINE_REGISTRY)
 
 def baseline_params(name: str, **params):
@@ -311,7 +328,10 @@ def _check_data(b: Baseline, data: ExperimentData):
         raise BaselineError(f"baseline {b.name!r} needs a single 'label' column; this experiment has "
                             f"{[c for c in data.labels.columns if c.startswith('label_')]}: unset labels.horizons")
     if 'close' in b.needs and ('close' not in data.bars.columns or data.bars['close'].null_count() == data.bars.height):
-        raise BaselineError(f"baseline {b.name!r} needs the bars' close prices; this data set has none: pick another data set or drop {b.name!r} from baselines")
+        raise BaselineError(
+            f"baseline {b.name!r} needs the bars' close prices; this data set has none: pick another data set or drop"
+            f" {b.name!r} from baselines"
+        )
     if 'features' in b.needs and not data.feature_names:
         raise BaselineError(f"baseline {b.name!r} needs features, and this experiment has none: set features.preset "
                             "(manual_v1; close_only_v1 for close-only data) or features.names")
@@ -340,7 +360,8 @@ def run_baselines(data: ExperimentData,
     if not seeds: raise BaselineError("seeds: give at least one seed, e.g. [0]")
     params = params or {}
     for k in params:
-        if k not in names: raise BaselineError(f"params given for baseline {k!r}, which is not run; baselines run: {', '.join(names)}")
+        if k not in names:
+            raise BaselineError(f"params given for baseline {k!r}, which is not run; baselines run: {', '.join(names)}")
     frames = []
     for name in names:
         b = build_baseline(name, params.get(name))
@@ -363,7 +384,13 @@ def baseline_trial(task: dict, data: ExperimentData, run_dir) -> dict:
     atomic_write(run / rel, writer=lambda tmp: df.write_parquet(tmp))
     val = df.filter(pl.col('split') == 'val')
     sc = trading_scores(val['prediction'].to_numpy(), val['fwd_return'].to_numpy()) if val.height else {}
-    return row | dict(status='ok', val_metric=sc.get('val_sharpe'), predictions=str(rel), duration_s=time.perf_counter() - t0, finished=utc_now())
+    return row | dict(
+        status='ok',
+        val_metric=sc.get('val_sharpe'),
+        predictions=str(rel),
+        duration_s=time.perf_counter() - t0,
+        finished=utc_now(),
+    )
 
 # %% ../nbs/43_baselines.ipynb #a393b60a
 def score(frame: pl.DataFrame,                   # a prediction frame

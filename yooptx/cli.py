@@ -22,21 +22,50 @@ def cmd_data_list(args) -> int:
     df = DataCatalog().list()
     if args.json:
         print(json.dumps(df.to_dicts(), indent=1, default=str)); return 0
-    rows = [(r['name'], r['kind'], r['freq'], r['calendar'] or '', _fmt_symbols(r['symbols']), f"{r['rows']:,}",
-             (r['start'] or '')[:16], (r['end'] or '')[:16], r['license'] or '', ('close-only' if r['close_only'] else ''))
-            for r in df.iter_rows(named=True)]
+    rows = [
+        (
+            r['name'],
+            r['kind'],
+            r['freq'],
+            r['calendar'] or '',
+            _fmt_symbols(r['symbols']),
+            f"{r['rows']:,}",
+            (r['start'] or '')[:16],
+            (r['end'] or '')[:16],
+            r['license'] or '',
+            ('close-only' if r['close_only'] else ''),
+        )
+        for r in df.iter_rows(named=True)
+    ]
     head = ('name', 'kind', 'freq', 'calendar', 'symbols', 'rows', 'start', 'end', 'license', '')
     w = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
-    for r in [head, *rows]: print('  '.join(str(v).ljust(w[i]) if i != 5 else str(v).rjust(w[i]) for i, v in enumerate(r)).rstrip())
-    print(f"\n{df.height} data set(s); samples are read-only; ingest your own with: yooptx data ingest FILE --name NAME")
+    for r in [head, *rows]:
+        print('  '.join(str(v).ljust(w[i]) if i != 5 else str(v).rjust(w[i]) for i, v in enumerate(r)).rstrip())
+    print(
+        f"\n{df.height} data set(s); samples are read-only; ingest your own with: yooptx data ingest FILE --name NAME"
+    )
     return 0
 
 def cmd_data_ingest(args) -> int:
     from yooptx.data import DataCatalog
-    e = DataCatalog().ingest(args.path, args.name, freq=args.freq, tz=args.tz, symbol=args.symbol, calendar=args.calendar,
-                             close_only=args.close_only, sha256=args.sha256, drop_invalid=args.drop_invalid,
-                             overwrite=args.overwrite, license=args.license, date_format=args.date_format)
-    print(f"ingested {e['name']}: {e['rows']:,} {e['freq']} bars, {len(e['symbols'])} symbol(s), {e['start']} .. {e['end']}, calendar {e['calendar']}")
+    e = DataCatalog().ingest(
+        args.path,
+        args.name,
+        freq=args.freq,
+        tz=args.tz,
+        symbol=args.symbol,
+        calendar=args.calendar,
+        close_only=args.close_only,
+        sha256=args.sha256,
+        drop_invalid=args.drop_invalid,
+        overwrite=args.overwrite,
+        license=args.license,
+        date_format=args.date_format,
+    )
+    print(
+        f"ingested {e['name']}: {e['rows']:,} {e['freq']} bars, {len(e['symbols'])} symbol(s), {e['start']} .."
+        f" {e['end']}, calendar {e['calendar']}"
+    )
     print(f"  stored {e['path']}  sha256 {e['sha256']}")
     if e.get('notes'): print(f"  notes: {e['notes']}")
     return 0
@@ -60,9 +89,14 @@ def cmd_data_resample(args) -> int:
         warnings.simplefilter('always')
         df = DataCatalog().resample(args.name, args.to, out=args.out, overwrite=args.overwrite)
     for w in ws: print(f"warning: {w.message}", file=sys.stderr)
-    print(f"resampled {args.name} to {args.to}: {df.height:,} bars, {df['symbol'].n_unique()} symbol(s), {df['timestamp'].min()} .. {df['timestamp'].max()}")
-    if args.out: print(f"  stored as data set {args.out!r}")
-    else: print(df.head(5))
+    print(
+        f"resampled {args.name} to {args.to}: {df.height:,} bars, {df['symbol'].n_unique()} symbol(s),"
+        f" {df['timestamp'].min()} .. {df['timestamp'].max()}"
+    )
+    if args.out:
+        print(f"  stored as data set {args.out!r}")
+    else:
+        print(df.head(5))
     return 0
 
 # %% ../nbs/31_cli.ipynb #4a4fed81
@@ -71,7 +105,7 @@ def cmd_bakeoff(args) -> int:
     from yooptx.config import load_config
     cfg = load_config(args.config, args.set)          # bad keys/values fail here, before any work
     t0 = time.time()
-    run = bakeoff(cfg, run_dir=args.run, jobs=args.jobs, progress=not args.quiet)
+    run = bakeoff(cfg, run_dir=args.run, jobs=args.jobs, threads=args.threads, progress=not args.quiet)
     sel = json.loads((run / 'selection.json').read_text())
     print(f"bake-off finished in {time.time() - t0:.0f}s; candidate (chosen on validation folds): {sel['candidate']}")
     print(f"run folder: {run}")
@@ -95,9 +129,11 @@ def cmd_demo(args) -> int:
     t0 = time.time()
     cfg = load_config(args.config, args.set)
     enc = [k for k, v in cfg.encoders.items() if v.enabled]
-    print(f"demo experiment {args.config!r}: data {cfg.data.name}, encoders {', '.join(enc)}, baselines {', '.join(cfg.baselines)}, "
-          f"{cfg.splits.n_folds} folds x {len(cfg.seeds)} seeds")
-    run = bakeoff(cfg, run_dir=args.run, jobs=args.jobs, progress=not args.quiet)
+    print(
+        f"demo experiment {args.config!r}: data {cfg.data.name}, encoders {', '.join(enc)}, baselines"
+        f" {', '.join(cfg.baselines)}, {cfg.splits.n_folds} folds x {len(cfg.seeds)} seeds"
+    )
+    run = bakeoff(cfg, run_dir=args.run, jobs=args.jobs, threads=args.threads, progress=not args.quiet)
     v = evaluate(run)
     print('\n' + verdict_text(v))
     if args.no_reports:
@@ -105,7 +141,7 @@ def cmd_demo(args) -> int:
         return 0
     from yooptx.reporting.runner import ReportFailed, demo_reports, in_runs_dir, write_site_index
     print("\nrendering the run's reports (go_no_go, walk_forward, train, attention) …", flush=True)
-    try: html = demo_reports(run, progress=not args.quiet)
+    try:html = demo_reports(run, progress=not args.quiet)
     except ReportFailed as e: return _report_failed(e)
     print(f"\ndone in {time.time() - t0:.0f}s. run folder: {run}\nverdict: {run / 'verdict.json'}")
     print(f"all reports of the run: {run / 'html' / 'index.html'}")
@@ -122,9 +158,10 @@ def cmd_run(args) -> int:
     from yooptx.reporting.runner import ReportFailed, run
     params = {}
     for k, v in args.param:
-        if k in params: raise UserError(f"parameter {k!r} given twice (-p {k} {params[k]} and -p {k} {v}); give it once")
+        if k in params:
+            raise UserError(f"parameter {k!r} given twice (-p {k} {params[k]} and -p {k} {v}); give it once")
         params[k] = v
-    try: paths = run(args.notebook, params, run_dir=args.run, render_html=not args.no_render, progress=not args.quiet)
+    try:paths = run(args.notebook, params, run_dir=args.run, render_html=not args.no_render, progress=not args.quiet)
     except ReportFailed as e: return _report_failed(e)
     print(f"run folder: {paths['run_dir']}\nexecuted notebook: {paths['notebook']}")
     if paths['html'] is None: print(paths['notebook']); return 0
@@ -134,48 +171,98 @@ def cmd_run(args) -> int:
 
 # %% ../nbs/31_cli.ipynb #063a2c27
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='yooptx', description='Does a learned sequence encoder really beat simple models, net of costs, out of sample?')
+    p = argparse.ArgumentParser(
+        prog='yooptx',
+        description='Does a learned sequence encoder really beat simple models, net of costs, out of sample?',
+    )
     p.add_argument('--debug', action='store_true', help='print tracebacks on errors')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    data = sub.add_parser('data', help='list, ingest, check and resample data sets').add_subparsers(dest='data_command', metavar='ACTION', required=True)
-    q = data.add_parser('list', help='list data sets with rows, time ranges and licenses'); q.add_argument('--json', action='store_true'); q.set_defaults(func=cmd_data_list)
+    data = sub.add_parser('data', help='list, ingest, check and resample data sets').add_subparsers(
+        dest='data_command', metavar='ACTION', required=True
+    )
+    q = data.add_parser('list', help='list data sets with rows, time ranges and licenses')
+    q.add_argument('--json', action='store_true')
+    q.set_defaults(func=cmd_data_list)
     q = data.add_parser('ingest', help='add a CSV / parquet / zip file to the catalog')
     q.add_argument('path'); q.add_argument('--name', required=True, help='catalog name, e.g. my_btc_1h')
     q.add_argument('--freq', choices=list(FREQ_MINUTES), help='bar size (inferred if omitted)')
     q.add_argument('--tz', default='UTC', help='time zone of naive timestamps (IANA name, default UTC)')
     q.add_argument('--symbol', help='symbol when the file has no symbol column (default: file name)')
-    q.add_argument('--calendar', help='exchange calendar: XNYS, CMES, 24/7 (crypto), 24/5 (FX), ... (guessed if omitted)')
+    q.add_argument(
+        '--calendar', help='exchange calendar: XNYS, CMES, 24/7 (crypto), 24/5 (FX), ... (guessed if omitted)'
+    )
     q.add_argument('--close-only', action='store_true', help='the source has only close prices')
     q.add_argument('--sha256', help='expected SHA-256 of the file; refuse it on mismatch')
-    q.add_argument('--drop-invalid', action='store_true', help='drop duplicate/NaN/high<low rows instead of refusing the file')
+    q.add_argument(
+        '--drop-invalid', action='store_true', help='drop duplicate/NaN/high<low rows instead of refusing the file'
+    )
     q.add_argument('--overwrite', action='store_true', help='replace an existing data set of that name')
     q.add_argument('--license', help='license of the data, recorded in the manifest')
-    q.add_argument('--date-format', help="strftime format of the timestamps, e.g. '%%m/%%d/%%Y' (needed when day and month could be swapped)")
+    q.add_argument(
+        '--date-format',
+        help="strftime format of the timestamps, e.g. '%%m/%%d/%%Y' (needed when day and month could be swapped)",
+    )
     q.set_defaults(func=cmd_data_ingest)
     q = data.add_parser('check', help='data quality report'); q.add_argument('names', nargs='*', metavar='NAME')
-    q.add_argument('--all', action='store_true', help='check every data set'); q.add_argument('--json', action='store_true'); q.set_defaults(func=cmd_data_check)
+    q.add_argument('--all', action='store_true', help='check every data set')
+    q.add_argument('--json', action='store_true')
+    q.set_defaults(func=cmd_data_check)
     q = data.add_parser('resample', help='calendar-aware resampling to a coarser bar size'); q.add_argument('name')
     q.add_argument('--to', required=True, metavar='FREQ', help=f"target bar size: {', '.join(FREQ_MINUTES)}")
-    q.add_argument('--out', metavar='NAME2', help='store the result as a new data set'); q.add_argument('--overwrite', action='store_true')
+    q.add_argument('--out', metavar='NAME2', help='store the result as a new data set')
+    q.add_argument('--overwrite', action='store_true')
     q.set_defaults(func=cmd_data_resample)
     def run_opts(q):
-        q.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. --set seeds=[0,1] (repeatable)')
-        q.add_argument('--jobs', type=int, default=1, help='trials in parallel (local process pool; default 1 = in this process)')
+        q.add_argument(
+            '--set',
+            action='append',
+            default=[],
+            metavar='KEY=VALUE',
+            help='override a config key, e.g. --set seeds=[0,1] (repeatable)',
+        )
+        q.add_argument(
+            '--jobs',
+            type=int,
+            default=None,
+            help=(
+                'trials in parallel (a local process pool); default: one per core when '
+                'there are at least two trials per core, else 1 (in this process)'
+            ),
+        )
+        q.add_argument(
+            '--threads',
+            type=int,
+            default=None,
+            help='torch threads per trial; default: the cores the machine load leaves free, shared among the jobs',
+        )
         q.add_argument('--run', metavar='DIR', help='run folder to create, or an existing one to resume')
         q.add_argument('--quiet', action='store_true', help='no progress bar')
-    q = sub.add_parser('bakeoff', help='every encoder and baseline of an experiment on identical folds, costs and seeds')
-    q.add_argument('config', help='experiment YAML or packaged config name (e.g. demo)'); run_opts(q); q.set_defaults(func=cmd_bakeoff)
+    q = sub.add_parser(
+        'bakeoff', help='every encoder and baseline of an experiment on identical folds, costs and seeds'
+    )
+    q.add_argument('config', help='experiment YAML or packaged config name (e.g. demo)')
+    run_opts(q)
+    q.set_defaults(func=cmd_bakeoff)
     q = sub.add_parser('gate', help='the go/no-go verdict on a bake-off run folder (writes verdict.json)')
-    q.add_argument('run_dir', metavar='RUN_DIR'); q.add_argument('--json', action='store_true'); q.set_defaults(func=cmd_gate)
-    q = sub.add_parser('demo', help="bake-off + gate of the packaged demo experiment on bundled real data, then the run's reports")
-    q.add_argument('--config', default='demo', help='experiment YAML or packaged config name (default: demo)'); run_opts(q)
+    q.add_argument('run_dir', metavar='RUN_DIR')
+    q.add_argument('--json', action='store_true')
+    q.set_defaults(func=cmd_gate)
+    q = sub.add_parser(
+        'demo', help="bake-off + gate of the packaged demo experiment on bundled real data, then the run's reports"
+    )
+    q.add_argument('--config', default='demo', help='experiment YAML or packaged config name (default: demo)')
+    run_opts(q)
     q.add_argument('--no-reports', action='store_true', help='skip executing and rendering the report notebooks')
     q.set_defaults(func=cmd_demo)
     q = sub.add_parser('run', help='execute a report notebook of reports/ into a run folder and render it to HTML')
-    q.add_argument('notebook', metavar='NOTEBOOK', help='go_no_go, walk_forward, train, attention, … (the files in reports/)')
+    q.add_argument(
+        'notebook', metavar='NOTEBOOK', help='go_no_go, walk_forward, train, attention, … (the files in reports/)'
+    )
     q.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('KEY', 'VALUE'),
                    help='set a parameter declared in the notebook, e.g. -p encoder transformer (repeatable)')
-    q.add_argument('--run', metavar='DIR', help='run folder (default: a new one for train, else the latest finished run)')
+    q.add_argument(
+        '--run', metavar='DIR', help='run folder (default: a new one for train, else the latest finished run)'
+    )
     q.add_argument('--no-render', action='store_true', help='execute only; print the executed notebook')
     q.add_argument('--quiet', action='store_true', help='no progress bar')
     q.set_defaults(func=cmd_run)

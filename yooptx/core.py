@@ -67,7 +67,8 @@ def atomic_write(path, data: bytes | str | None = None, writer=None):
 # %% ../nbs/00_core.ipynb #5b5b4efb
 def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generator:
     "Seed python, numpy and torch from `seed`; return a fresh `np.random.Generator` for explicit use."
-    if not isinstance(seed, (int, np.integer)) or seed < 0: raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
     os.environ['PYTHONHASHSEED'] = str(seed)
     random.seed(seed); np.random.seed(seed % 2**32)
@@ -77,7 +78,8 @@ def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generato
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
-    except ImportError: pass
+    except ImportError:
+        pass
     return np.random.default_rng(seed)
 
 # %% ../nbs/00_core.ipynb #e360dec9
@@ -98,16 +100,21 @@ def device_policy(prefer: Literal['auto', 'cuda', 'mps', 'cpu'] = 'auto',
                   precision: Literal['auto', 'bf16-mixed', '16-mixed', '32-true'] = 'auto') -> DevicePolicy:
     "Pick accelerator and precision: CUDA -> bf16/fp16 AMP, CPU/MPS -> fp32."
     import torch
-    if prefer not in ('auto', 'cuda', 'mps', 'cpu'): raise UserError(f"device {prefer!r} unknown; use auto, cuda, mps or cpu")
+    if prefer not in ('auto', 'cuda', 'mps', 'cpu'):
+        raise UserError(f"device {prefer!r} unknown; use auto, cuda, mps or cpu")
     if precision not in ('auto', 'bf16-mixed', '16-mixed', '32-true'):
         raise UserError(f"precision {precision!r} unknown; use auto, bf16-mixed, 16-mixed or 32-true")
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
-    if prefer == 'cuda' and not cuda: raise UserError("device 'cuda' requested but torch sees no CUDA GPU; use device=auto or cpu")
-    if prefer == 'mps' and not mps: raise UserError("device 'mps' requested but torch sees no Apple GPU; use device=auto or cpu")
+    if prefer == 'cuda' and not cuda:
+        raise UserError("device 'cuda' requested but torch sees no CUDA GPU; use device=auto or cpu")
+    if prefer == 'mps' and not mps:
+        raise UserError("device 'mps' requested but torch sees no Apple GPU; use device=auto or cpu")
     acc = prefer if prefer != 'auto' else ('cuda' if cuda else 'mps' if mps else 'cpu')
     if precision == 'auto':
         precision = ('bf16-mixed' if torch.cuda.is_bf16_supported() else '16-mixed') if acc == 'cuda' else '32-true'
     elif precision != '32-true' and acc != 'cuda':
-        raise UserError(f"precision {precision!r} needs a CUDA GPU; on {acc} use 32-true (bf16 autocast on CPU is ~10x slower)")
+        raise UserError(
+            f"precision {precision!r} needs a CUDA GPU; on {acc} use 32-true (bf16 autocast on CPU is ~10x slower)"
+        )
     return DevicePolicy(acc, precision)

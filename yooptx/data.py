@@ -29,19 +29,35 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
 
 def _read_manifest(path: Path) -> dict:
     if not path.exists(): return {'format': 1, 'datasets': []}
-    try: m = json.loads(path.read_text())
+    try:m = json.loads(path.read_text())
     except json.JSONDecodeError as e: raise DataError(f"{path}: manifest is not valid JSON ({e}); restore it from version control or re-ingest")
-    if not isinstance(m, dict) or not isinstance(m.get('datasets'), list): raise DataError(f"{path}: manifest has no 'datasets' list")
+    if not isinstance(m, dict) or not isinstance(m.get('datasets'), list):
+        raise DataError(f"{path}: manifest has no 'datasets' list")
     return m
 
 NAME_RE = re.compile(r'^[a-z0-9][a-z0-9_\-]{0,63}$')
 
 # %% ../nbs/05_data.ipynb #49353222
 ALIASES = {
-    'timestamp': ('timestamp', 'datetime', 'date', 'time', 'date_time', 'open_time', 'gmt time', 'local time', 'ts', 'unix', 'index'),
+    'timestamp': (
+        'timestamp',
+        'datetime',
+        'date',
+        'time',
+        'date_time',
+        'open_time',
+        'gmt time',
+        'local time',
+        'ts',
+        'unix',
+        'index',
+    ),
     'symbol': ('symbol', 'ticker', 'asset', 'instrument', 'name'),
-    'open': ('open', 'o', 'open_price'), 'high': ('high', 'h', 'high_price'), 'low': ('low', 'l', 'low_price'),
-    'close': ('close', 'c', 'close_price', 'price', 'last'), 'volume': ('volume', 'vol', 'v', 'qty', 'size'),
+    'open': ('open', 'o', 'open_price'),
+    'high': ('high', 'h', 'high_price'),
+    'low': ('low', 'l', 'low_price'),
+    'close': ('close', 'c', 'close_price', 'price', 'last'),
+    'volume': ('volume', 'vol', 'v', 'qty', 'size'),
     'adj_close': ('adj close', 'adj_close', 'adjclose', 'adjusted_close'),
 }
 
@@ -54,13 +70,19 @@ def _map_columns(df: pl.DataFrame, source: str, close_only: bool) -> pl.DataFram
         for n in names:
             if n in normed and normed[n] not in found.values(): found[target] = normed[n]; break
     if {'date', 'time'} <= set(normed) and found.get('timestamp') in (normed['date'], normed['time']):
-        df = df.with_columns(pl.concat_str([pl.col(normed['date']).cast(pl.Utf8), pl.col(normed['time']).cast(pl.Utf8)], separator=' ').alias('__ts'))
+        df = df.with_columns(
+            pl.concat_str(
+                [pl.col(normed['date']).cast(pl.Utf8), pl.col(normed['time']).cast(pl.Utf8)], separator=' '
+            ).alias('__ts')
+        )
         found['timestamp'] = '__ts'
     required = ['timestamp', 'close'] + ([] if close_only else ['open', 'high', 'low'])
     miss = [c for c in required if c not in found]
     if miss:
         hint = '' if close_only or 'close' in miss else ' (a close-only source? pass close_only=True / --close-only)'
-        raise DataError(f"{source}: missing required column(s) {', '.join(miss)}{hint}; columns found: {', '.join(df.columns)}")
+        raise DataError(
+            f"{source}: missing required column(s) {', '.join(miss)}{hint}; columns found: {', '.join(df.columns)}"
+        )
     return df.select([pl.col(v).alias(k) for k, v in found.items()])
 
 _TIMES = ('', ' %H:%M', ' %H:%M:%S', ' %H:%M:%S%.f')
@@ -76,7 +98,10 @@ def _parse_strings(s: pl.Series, source: str, date_format: str | None) -> pl.Ser
     s = s.str.strip_chars()
     if date_format:
         out = _try(s, date_format)
-        if out is None: raise DataError(f"{source}: timestamps do not match date format {date_format!r} (e.g. {s.head(3).to_list()})")
+        if out is None:
+            raise DataError(
+                f"{source}: timestamps do not match date format {date_format!r} (e.g. {s.head(3).to_list()})"
+            )
         return out
     m = s.drop_nulls().str.extract(r'^\d{1,2}([/.\-])\d{1,2}[/.\-]\d{4}', 1)
     if s.len() and m.null_count() == 0 and m.n_unique() == 1:      # D/M/Y or M/D/Y: both orders must be tried
@@ -88,14 +113,19 @@ def _parse_strings(s: pl.Series, source: str, date_format: str | None) -> pl.Ser
                 if out is not None: hits[order + t] = out; break
         if len(hits) == 2 and not list(hits.values())[0].equals(list(hits.values())[1]):
             a, b = hits
-            raise DataError(f"{source}: dates like {s[0]!r} read both month-first and day-first; say which with date_format= "
-                            f"(--date-format), e.g. {a!r} or {b!r}")
+            raise DataError(
+                f"{source}: dates like {s[0]!r} read both month-first and day-first; say which with date_format= "
+                f"(--date-format), e.g. {a!r} or {b!r}"
+            )
         if hits: return next(iter(hits.values()))
-    try: return s.str.to_datetime(time_unit='us', strict=True)     # ISO 8601 and other unambiguous layouts
+    try:return s.str.to_datetime(time_unit='us', strict=True)     # ISO 8601 and other unambiguous layouts
     except Exception: pass
     for fmt in _FALLBACK_FORMATS:
         if (out := _try(s, fmt)) is not None: return out
-    raise DataError(f"{source}: could not parse timestamps (e.g. {s.head(3).to_list()}); write them as ISO 8601, e.g. 2021-01-31 14:30:00, or pass date_format= (--date-format)")
+    raise DataError(
+        f"{source}: could not parse timestamps (e.g. {s.head(3).to_list()}); write them as ISO 8601, e.g. 2021-01-31"
+        " 14:30:00, or pass date_format= (--date-format)"
+    )
 
 def _parse_timestamps(s: pl.Series, source: str, tz: str, date_format: str | None = None) -> tuple[pl.Series, str]:
     "Timestamps as UTC Datetime(us), and the time zone they were written in."
@@ -166,38 +196,61 @@ def _capped_read(f, limit: int, what: str) -> bytes:
 
 def gunzip(data: bytes, what: str, max_bytes: int = 2 << 30, max_ratio: float = 1000.0) -> bytes:
     "Decompress gzip `data` with the same size and ratio limits as zip archives."
-    try: out = _capped_read(gzip.GzipFile(fileobj=io.BytesIO(data)), min(max_bytes, int(max(len(data), 1) * max_ratio)), what)
-    except (OSError, EOFError, zlib.error) as e: raise DataError(f"{what}: not a readable gzip file ({e})")
+    try:
+        out = _capped_read(
+            gzip.GzipFile(fileobj=io.BytesIO(data)), min(max_bytes, int(max(len(data), 1) * max_ratio)), what
+        )
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{what}: not a readable gzip file ({e})")
     return out
 
 def read_zip_members(path: Path, max_bytes: int = 2 << 30, max_ratio: float = 1000.0) -> list[tuple[str, bytes]]:
     "Data members (csv, csv.gz, parquet) of zip `path` as (name, bytes), after traversal, bomb and CRC checks."
-    try: zf = zipfile.ZipFile(path)
+    try:zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e: raise DataError(f"{path}: not a readable zip archive ({e}); re-download or re-create it")
     with zf:
         infos = zf.infolist()
         for i in infos:
             p = PurePosixPath(i.filename.replace('\\', '/'))
             if p.is_absolute() or '..' in p.parts or re.match(r'^[A-Za-z]:', i.filename):
-                raise DataError(f"{path}: member {i.filename!r} would extract outside the target folder (path traversal); refusing the archive")
+                raise DataError(
+                    f"{path}: member {i.filename!r} would extract outside the target folder (path traversal); refusing"
+                    " the archive"
+                )
         total = sum(i.file_size for i in infos)
         packed = max(1, sum(i.compress_size for i in infos))
         if total > max_bytes or total / packed > max_ratio:
-            raise DataError(f"{path}: archive expands to {total:,} bytes from {packed:,} (ratio {total / packed:,.0f}); that looks like a zip bomb (limits: {max_bytes:,} bytes, ratio {max_ratio:g})")
+            raise DataError(
+                f"{path}: archive expands to {total:,} bytes from {packed:,} (ratio {total / packed:,.0f}); that looks"
+                f" like a zip bomb (limits: {max_bytes:,} bytes, ratio {max_ratio:g})"
+            )
         members, budget = [], max_bytes
         for i in infos:
             name = PurePosixPath(i.filename).name
-            if i.is_dir() or not name.lower().endswith(DATA_SUFFIXES) or name.startswith('.') or i.filename.startswith('__MACOSX'): continue
+            if (
+                i.is_dir()
+                or not name.lower().endswith(DATA_SUFFIXES)
+                or name.startswith('.')
+                or i.filename.startswith('__MACOSX')
+            ):
+                continue
             try:
                 with zf.open(i) as f: data = _capped_read(f, budget, f"{path}:{i.filename}")
             except (zipfile.BadZipFile, zlib.error, EOFError) as e:
                 raise DataError(f"{path}: member {i.filename!r} is corrupt ({e}); re-download or re-create the archive")
             except (RuntimeError, NotImplementedError) as e:   # encrypted, or a compression method Python lacks
-                raise DataError(f"{path}: member {i.filename!r} cannot be read ({e}); re-pack the archive without a password, with plain deflate")
+                raise DataError(
+                    f"{path}: member {i.filename!r} cannot be read ({e}); re-pack the archive without a password, with"
+                    " plain deflate"
+                )
             budget -= len(data)
             if name.lower().endswith('.gz'): data = gunzip(data, f"{path}:{i.filename}", budget, max_ratio)
             members.append((i.filename, data))
-        if not members: raise DataError(f"{path}: no data files ({', '.join(DATA_SUFFIXES)}) inside; members: {', '.join(i.filename for i in infos[:10])}")
+        if not members:
+            raise DataError(
+                f"{path}: no data files ({', '.join(DATA_SUFFIXES)}) inside; members:"
+                f" {', '.join(i.filename for i in infos[:10])}"
+            )
         return members
 
 def _read_table(data: bytes, name: str, src: str) -> pl.DataFrame:
@@ -208,8 +261,14 @@ def _read_table(data: bytes, name: str, src: str) -> pl.DataFrame:
         header = data[:4096].split(b'\n', 1)[0]
         sep = max((b',', b';', b'\t', b'|'), key=header.count)
         # infer dtypes from every row: a volume column may turn fractional far into the file
-        return pl.read_csv(io.BytesIO(data), separator=sep.decode() if header.count(sep) else ',', infer_schema_length=None, try_parse_dates=False)
-    except Exception as e: raise DataError(f"{src}: cannot read it as {'parquet' if is_pq else 'CSV'} ({str(e).splitlines()[0]})")
+        return pl.read_csv(
+            io.BytesIO(data),
+            separator=sep.decode() if header.count(sep) else ',',
+            infer_schema_length=None,
+            try_parse_dates=False,
+        )
+    except Exception as e:
+        raise DataError(f"{src}: cannot read it as {'parquet' if is_pq else 'CSV'} ({str(e).splitlines()[0]})")
 
 # %% ../nbs/05_data.ipynb #f2ad5e6d
 def _iso(t) -> str | None: return None if t is None else t.isoformat()

@@ -46,10 +46,20 @@ _c, _o, _h, _l, _v = (pl.col(c) for c in ('close', 'open', 'high', 'low', 'volum
 _lr = pl.col('_lr')                                   # log(close_t / close_{t-1}), computed once per symbol
 _TAU = 2 * math.pi
 
-def _f(name, expr, lookback, requires, doc, family, **kw): register(Feature(name, expr, lookback, tuple(requires), doc, family, **kw))
+
+def _f(name, expr, lookback, requires, doc, family, **kw):
+    register(Feature(name, expr, lookback, tuple(requires), doc, family, **kw))
+
 
 for k in (1, 5, 20):
-    _f(f'ret_{k}', (lambda k=k: _c.log() - _c.log().shift(k)), k + 1, ['close'], f"log return over {k} bar(s): log(close_t / close_(t-{k}))", 'returns')
+    _f(
+        f'ret_{k}',
+        (lambda k=k: _c.log() - _c.log().shift(k)),
+        k + 1,
+        ['close'],
+        f"log return over {k} bar(s): log(close_t / close_(t-{k}))",
+        'returns',
+    )
 _f('range_hl', lambda: (_h / _l).log(), 1, ['high', 'low'], "high-low range: log(high / low)", 'range')
 _f('close_pos', lambda: pl.when(_h > _l).then((_c - _l) / (_h - _l)).otherwise(0.5), 1, ['high', 'low', 'close'],
    "close position in the bar's range: (close - low) / (high - low), 0.5 when high == low", 'range')
@@ -57,29 +67,98 @@ _f('gap', lambda: (_o / _c.shift(1)).log(), 2, ['open', 'close'], "opening gap: 
 _f('vol_z_20', lambda: ((_v.log1p() - _v.log1p().rolling_mean(20)) / _v.log1p().rolling_std(20)), 20, ['volume'],
    "volume z-score: (log1p(volume) - its 20-bar mean) / its 20-bar std", 'volume')
 _clv = pl.when(_h > _l).then(((_c - _l) - (_h - _c)) / (_h - _l)).otherwise(0.0)   # close location value in [-1, 1]
-_f('vol_imb_20', lambda: (_v * _clv).rolling_sum(20) / _v.rolling_sum(20), 20, ['high', 'low', 'close', 'volume'],
-   "signed-volume imbalance: sum_20(volume × ((close-low)-(high-close))/(high-low)) / sum_20(volume), in [-1, 1]", 'volume')
+_f(
+    'vol_imb_20',
+    lambda: (_v * _clv).rolling_sum(20) / _v.rolling_sum(20),
+    20,
+    ['high', 'low', 'close', 'volume'],
+    "signed-volume imbalance: sum_20(volume × ((close-low)-(high-close))/(high-low)) / sum_20(volume), in [-1, 1]",
+    'volume',
+)
 for n in (5, 20, 60):
-    _f(f'rv_{n}', (lambda n=n: _lr.rolling_std(n)), n + 1, ['close'], f"realized volatility: std of the last {n} one-bar log returns", 'volatility')
-_f('skew_20', lambda: _lr.rolling_skew(20, bias=False), 21, ['close'], "sample skewness (bias-corrected) of the last 20 one-bar log returns", 'volatility')
-_f('rsi_14', lambda: _lr.rolling_sum(14) / _lr.abs().rolling_sum(14), 15, ['close'],
-   "RSI(14) scaled to [-1, 1]: (mean gain - mean loss) / (mean gain + mean loss) over 14 bars (= RSI/50 - 1, simple averages)", 'momentum')
+    _f(
+        f'rv_{n}',
+        (lambda n=n: _lr.rolling_std(n)),
+        n + 1,
+        ['close'],
+        f"realized volatility: std of the last {n} one-bar log returns",
+        'volatility',
+    )
+_f(
+    'skew_20',
+    lambda: _lr.rolling_skew(20, bias=False),
+    21,
+    ['close'],
+    "sample skewness (bias-corrected) of the last 20 one-bar log returns",
+    'volatility',
+)
+_f(
+    'rsi_14',
+    lambda: _lr.rolling_sum(14) / _lr.abs().rolling_sum(14),
+    15,
+    ['close'],
+    "RSI(14) scaled to [-1, 1]: (mean gain - mean loss) / (mean gain + mean loss) over 14 bars (= RSI/50 - 1, simple"
+    " averages)",
+    'momentum',
+)
 for n in (10, 50):
-    _f(f'dist_sma_{n}', (lambda n=n: _c.log() - _c.rolling_mean(n).log()), n, ['close'], f"distance to the {n}-bar moving average: log(close / SMA_{n})", 'trend')
+    _f(
+        f'dist_sma_{n}',
+        (lambda n=n: _c.log() - _c.rolling_mean(n).log()),
+        n,
+        ['close'],
+        f"distance to the {n}-bar moving average: log(close / SMA_{n})",
+        'trend',
+    )
 for nm, col, per, intra in (('tod', '_tod', 1.0, True), ('dow', '_dow', 7.0, False), ('month', '_month', 12.0, False)):
-    what = {'tod': 'time of day (UTC, fraction of 24 h)', 'dow': 'day of week of the session (0 = Monday)', 'month': 'month of the session (0 = January)'}[nm]
-    _f(f'{nm}_sin', (lambda col=col, per=per: (pl.col(col) * _TAU / per).sin()), 1, ['timestamp'], f"sin(2π · {what} / {per:g})", 'calendar', intraday=intra)
-    _f(f'{nm}_cos', (lambda col=col, per=per: (pl.col(col) * _TAU / per).cos()), 1, ['timestamp'], f"cos(2π · {what} / {per:g})", 'calendar', intraday=intra)
-_f('session_elapsed', lambda: pl.col('_elapsed'), 1, ['timestamp'],
-   "fraction of the session elapsed when the bar completes: (available_at - session open) / (close - open), in (0, 1]", 'calendar', intraday=True)
+    what = {
+        'tod': 'time of day (UTC, fraction of 24 h)',
+        'dow': 'day of week of the session (0 = Monday)',
+        'month': 'month of the session (0 = January)',
+    }[nm]
+    _f(
+        f'{nm}_sin',
+        (lambda col=col, per=per: (pl.col(col) * _TAU / per).sin()),
+        1,
+        ['timestamp'],
+        f"sin(2π · {what} / {per:g})",
+        'calendar',
+        intraday=intra,
+    )
+    _f(
+        f'{nm}_cos',
+        (lambda col=col, per=per: (pl.col(col) * _TAU / per).cos()),
+        1,
+        ['timestamp'],
+        f"cos(2π · {what} / {per:g})",
+        'calendar',
+        intraday=intra,
+    )
+_f(
+    'session_elapsed',
+    lambda: pl.col('_elapsed'),
+    1,
+    ['timestamp'],
+    "fraction of the session elapsed when the bar completes: (available_at - session open) / (close - open), in (0, 1]",
+    'calendar',
+    intraday=True,
+)
 
 # %% ../nbs/10_features.ipynb #062c2071
 def describe_features(names: list[str] | None = None) -> pl.DataFrame:
     "The registry as a table: name, family, lookback, requires, exog series and doc."
     fs = [FEATURES[n] for n in (names or FEATURES)]
-    return pl.DataFrame({'name': [f.name for f in fs], 'family': [f.family for f in fs], 'lookback': [f.lookback for f in fs],
-                         'requires': [', '.join(f.requires) for f in fs], 'exog': [f.exog for f in fs], 'doc': [f.doc for f in fs]},
-                        schema_overrides={'exog': pl.Utf8})
+    return pl.DataFrame(
+        {
+            'name': [f.name for f in fs],
+            'family': [f.family for f in fs],
+            'lookback': [f.lookback for f in fs],
+            'requires': [', '.join(f.requires) for f in fs],
+            'exog': [f.exog for f in fs],
+            'doc': [f.doc for f in fs],
+        },
+        schema_overrides={'exog': pl.Utf8},
+    )
 
 # %% ../nbs/10_features.ipynb #31a9854b
 @dataclass
@@ -96,14 +175,32 @@ for _nm, _e, _lb, _d in (
         ('level', lambda: _c.log(), 1, "log level: log(close)"),
         ('trend', lambda: _c.log() - _c.rolling_mean(20).log(), 20, "log(close / its 20-bar mean)"),
         ('volatility', lambda: _c.log().diff().rolling_std(20), 21, "std of the last 20 daily log changes")):
-    _f(f'vix_{_nm}', _e, _lb, ['timestamp'], f"VIX {_d} (series 'vix', joined as-of with its publication lag)", 'exog', exog='vix')
+    _f(
+        f'vix_{_nm}',
+        _e,
+        _lb,
+        ['timestamp'],
+        f"VIX {_d} (series 'vix', joined as-of with its publication lag)",
+        'exog',
+        exog='vix',
+    )
 
 def register_exog(series: str) -> list[str]:
     "Register `{series}_level`, `{series}_trend`, `{series}_volatility` (like the VIX ones) for another positive exogenous series."
     out = []
     for kind in ('level', 'trend', 'volatility'):
         v = FEATURES[f'vix_{kind}']
-        register(Feature(f'{series}_{kind}', v.expr, v.lookback, v.requires, v.doc.replace('VIX', series).replace("'vix'", repr(series)), 'exog', exog=series))
+        register(
+            Feature(
+                f'{series}_{kind}',
+                v.expr,
+                v.lookback,
+                v.requires,
+                v.doc.replace('VIX', series).replace("'vix'", repr(series)),
+                'exog',
+                exog=series,
+            )
+        )
         out.append(f'{series}_{kind}')
     return out
 
@@ -113,7 +210,9 @@ def _usable_at(ex: ExogSeries, ts: pl.Series, freq: str) -> pl.Series:
     cal = calendar_name(ex.calendar)
     if isinstance(ex.lag, timedelta): return (available_at(ts, freq, cal) + ex.lag).alias('usable_at')
     if isinstance(ex.lag, bool) or not isinstance(ex.lag, (int, np.integer)) or ex.lag < 0:
-        raise FeatureError(f"exog lag={ex.lag!r}: a publication lag is a whole number of the series' bars (>= 0) or a timedelta")
+        raise FeatureError(
+            f"exog lag={ex.lag!r}: a publication lag is a whole number of the series' bars (>= 0) or a timedelta"
+        )
     if freq == '1D':   # walk the calendar's session list (weekends and holidays are no bars)
         d = ts.dt.date()
         ses = sessions(cal, d.min(), d.max() + timedelta(days=7 * ex.lag + 14))
@@ -133,15 +232,22 @@ def _never_past(s: pl.Series, i: np.ndarray) -> pl.Series:
 def _exog_features(ex: ExogSeries, name: str, feats: list[Feature]) -> pl.DataFrame:
     "The exog series' features on its own rows, with `usable_at` (sorted)."
     if not isinstance(ex, ExogSeries):
-        raise FeatureError(f"exog[{name!r}] is a {type(ex).__name__}; wrap it as ExogSeries(bars=..., freq=..., calendar=..., lag=...) so its availability is explicit")
+        raise FeatureError(
+            f"exog[{name!r}] is a {type(ex).__name__}; wrap it as ExogSeries(bars=..., freq=..., calendar=..., lag=...)"
+            " so its availability is explicit"
+        )
     b = ex.bars
-    if ex.symbol is not None: b = b.filter(pl.col('symbol') == ex.symbol)
+    if ex.symbol is not None:b = b.filter(pl.col('symbol') == ex.symbol)
     elif b['symbol'].n_unique() > 1: raise FeatureError(f"exog[{name!r}] holds {b['symbol'].n_unique()} symbols; pick one with ExogSeries(symbol=...)")
     if b.height == 0: raise FeatureError(f"exog[{name!r}] has no rows")
     b = b.sort('timestamp').filter(pl.col('close').is_not_null())
     freq = ex.freq or infer_freq(b['timestamp'])
     out = b.lazy().select('timestamp', *[f.expr().cast(pl.Float64).alias(f.name) for f in feats]).collect()
-    return out.with_columns(_usable_at(ex, b['timestamp'], freq)).filter(pl.col('usable_at').is_not_null()).sort('usable_at')
+    return (
+        out.with_columns(_usable_at(ex, b['timestamp'], freq))
+        .filter(pl.col('usable_at').is_not_null())
+        .sort('usable_at')
+    )
 
 def _join_exog(bar_avail: pl.Series, exog: dict, feats: list[Feature]) -> pl.DataFrame:
     "Exog feature columns for each bar availability time: latest row usable at or before it; nulls (and a warning) where none."
@@ -149,21 +255,36 @@ def _join_exog(bar_avail: pl.Series, exog: dict, feats: list[Feature]) -> pl.Dat
     for name in dict.fromkeys(f.exog for f in feats):
         fs = [f for f in feats if f.exog == name]
         if exog is None or name not in exog:
-            raise FeatureError(f"feature(s) {', '.join(f.name for f in fs)} need the exogenous series {name!r}; pass build(..., exog={{{name!r}: ExogSeries(bars=...)}}) (known here: {', '.join(exog or {}) or 'none'})")
+            raise FeatureError(
+                f"feature(s) {', '.join(f.name for f in fs)} need the exogenous series {name!r}; pass build(...,"
+                f" exog={{{name!r}: ExogSeries(bars=...)}}) (known here: {', '.join(exog or {}) or 'none'})"
+            )
         ex = exog[name]
         xf = _exog_features(ex, name, fs)
         freq = ex.freq or infer_freq(ex.bars['timestamp'])
-        tol = ex.tolerance if ex.tolerance is not None else (timedelta(days=10 * 7 / 5) if freq == '1D' else 10 * freq_delta(freq))
+        tol = (
+            ex.tolerance
+            if ex.tolerance is not None
+            else (timedelta(days=10 * 7 / 5) if freq == '1D' else 10 * freq_delta(freq))
+        )
         u = pl.DataFrame({'_avail': bar_avail.unique().sort()})
         j = u.join_asof(xf.drop('timestamp'), left_on='_avail', right_on='usable_at', strategy='backward')
         early = j['usable_at'].is_null()
         stale = ~early & ((j['_avail'] - j['usable_at']) > tol)
         if early.any():
-            warnings.warn(f"exogenous series {name!r} first becomes usable at {xf['usable_at'][0]} (its first row, {xf['timestamp'].min()}, plus the lag); "
-                          f"{int(early.sum())} earlier bar time(s) get null {', '.join(f.name for f in fs)} (never back-filled)", stacklevel=3)
+            warnings.warn(
+                f"exogenous series {name!r} first becomes usable at {xf['usable_at'][0]} (its first row,"
+                f" {xf['timestamp'].min()}, plus the lag); {int(early.sum())} earlier bar time(s) get null"
+                f" {', '.join(f.name for f in fs)} (never back-filled)",
+                stacklevel=3,
+            )
         if stale.any():
-            warnings.warn(f"exogenous series {name!r} has holes: {int(stale.sum())} bar time(s) (first {j.filter(stale)['_avail'][0]}) are more than {tol} past its latest usable row; "
-                          f"their {', '.join(f.name for f in fs)} are null", stacklevel=3)
+            warnings.warn(
+                f"exogenous series {name!r} has holes: {int(stale.sum())} bar time(s) (first"
+                f" {j.filter(stale)['_avail'][0]}) are more than {tol} past its latest usable row; their"
+                f" {', '.join(f.name for f in fs)} are null",
+                stacklevel=3,
+            )
         j = j.with_columns([pl.when(stale).then(None).otherwise(pl.col(f.name)).alias(f.name) for f in fs])
         out = out.join(j.select('_avail', *[f.name for f in fs]), on='_avail', how='left', maintain_order='left')
     return out.drop('_avail')
@@ -171,19 +292,44 @@ def _join_exog(bar_avail: pl.Series, exog: dict, feats: list[Feature]) -> pl.Dat
 # %% ../nbs/10_features.ipynb #798e80ef
 _CLOSE_ONLY = ['ret_1', 'ret_5', 'ret_20', 'rv_5', 'rv_20', 'rv_60', 'skew_20', 'rsi_14', 'dist_sma_10', 'dist_sma_50',
                'dow_sin', 'dow_cos', 'month_sin', 'month_cos']
-_OHLCV = ['ret_1', 'ret_5', 'ret_20', 'range_hl', 'close_pos', 'gap', 'vol_z_20', 'vol_imb_20', 'rv_5', 'rv_20', 'rv_60',
-          'skew_20', 'rsi_14', 'dist_sma_10', 'dist_sma_50', 'dow_sin', 'dow_cos', 'month_sin', 'month_cos']
+_OHLCV = [
+    'ret_1',
+    'ret_5',
+    'ret_20',
+    'range_hl',
+    'close_pos',
+    'gap',
+    'vol_z_20',
+    'vol_imb_20',
+    'rv_5',
+    'rv_20',
+    'rv_60',
+    'skew_20',
+    'rsi_14',
+    'dist_sma_10',
+    'dist_sma_50',
+    'dow_sin',
+    'dow_cos',
+    'month_sin',
+    'month_cos',
+]
 _VIX = ['vix_level', 'vix_trend', 'vix_volatility']
 _INTRA = ['tod_sin', 'tod_cos', 'session_elapsed']
 PRESETS: dict[str, list[str]] = {
-    'manual_v1': _OHLCV, 'intraday_v1': _OHLCV + _INTRA, 'close_only_v1': _CLOSE_ONLY, 'minimal': ['ret_1', 'ret_5', 'rv_20'],
-    'manual_vix_v1': _OHLCV + _VIX, 'close_only_vix_v1': _CLOSE_ONLY + _VIX}
+    'manual_v1': _OHLCV,
+    'intraday_v1': _OHLCV + _INTRA,
+    'close_only_v1': _CLOSE_ONLY,
+    'minimal': ['ret_1', 'ret_5', 'rv_20'],
+    'manual_vix_v1': _OHLCV + _VIX,
+    'close_only_vix_v1': _CLOSE_ONLY + _VIX,
+}
 
 def feature_names(names: list[str] | None = None, preset: str | None = None) -> list[str]:
     "The feature list: explicit `names` if given, else `preset` (default 'manual_v1'); unknown names raise, listing the known ones."
     if names is None:
         preset = preset or 'manual_v1'
-        if preset not in PRESETS: raise FeatureError(f"unknown feature preset {preset!r}; known presets: {', '.join(PRESETS)}")
+        if preset not in PRESETS:
+            raise FeatureError(f"unknown feature preset {preset!r}; known presets: {', '.join(PRESETS)}")
         names = PRESETS[preset]
     names = [names] if isinstance(names, str) else list(names)
     bad = [n for n in names if n not in FEATURES]
@@ -198,7 +344,13 @@ def _calendar_columns(ts: pl.Series, freq: str, calendar: str, need: set[str]) -
     tod = ((ts - ts.dt.truncate('1d')).dt.total_microseconds().cast(pl.Float64) / 86_400e6).alias('_tod')
     daily = freq == '1D'
     simple = calendar == '24/7' or daily    # the session date is the bar's UTC date
-    out = pl.DataFrame([tod, (ts.dt.weekday().cast(pl.Float64) - 1).alias('_dow'), (ts.dt.month().cast(pl.Float64) - 1).alias('_month')])
+    out = pl.DataFrame(
+        [
+            tod,
+            (ts.dt.weekday().cast(pl.Float64) - 1).alias('_dow'),
+            (ts.dt.month().cast(pl.Float64) - 1).alias('_month'),
+        ]
+    )
     if simple and '_elapsed' not in need: return out
     u = ts.unique().sort()          # calendar lookups once per distinct time, not per row
     a = assign_sessions(u, calendar, daily=daily)
@@ -209,9 +361,12 @@ def _calendar_columns(ts: pl.Series, freq: str, calendar: str, need: set[str]) -
         if s.len():
             ses = sessions(calendar, s.min(), s.max()).select('session', 'open', 'close')
             j = a.select('session').join(ses, on='session', how='left', maintain_order='left')
-            el = (available_at(u, freq, calendar) - j['open']).dt.total_microseconds() / (j['close'] - j['open']).dt.total_microseconds()
+            el = (available_at(u, freq, calendar) - j['open']).dt.total_microseconds() / (
+                j['close'] - j['open']
+            ).dt.total_microseconds()
             look = look.with_columns(_elapsed=pl.when(a['in_session']).then(el.cast(pl.Float64)).otherwise(None))
-        else: look = look.with_columns(_elapsed=pl.lit(None, pl.Float64))
+        else:
+            look = look.with_columns(_elapsed=pl.lit(None, pl.Float64))
     look = look[u.search_sorted(ts).to_numpy()]
     return out.with_columns(look['_elapsed']) if simple else out.select('_tod').hstack(look.get_columns())
 
@@ -226,42 +381,79 @@ def build(bars: pl.DataFrame,         # bars (timestamp, symbol, OHLCV) sorted b
     names = feature_names(names, preset)
     feats = [FEATURES[n] for n in names]
     missing_cols = [c for c in ('timestamp', 'symbol') if c not in bars.columns]
-    if missing_cols: raise FeatureError(f"bars lack {', '.join(missing_cols)}; expected the bars contract (timestamp, symbol, open, high, low, close, volume)")
+    if missing_cols:
+        raise FeatureError(
+            f"bars lack {', '.join(missing_cols)}; expected the bars contract (timestamp, symbol, open, high, low,"
+            " close, volume)"
+        )
     absent = {c for f in feats for c in f.requires if c not in bars.columns or bars[c].null_count() == bars.height}
     bad = [(f.name, [c for c in f.requires if c in absent]) for f in feats if set(f.requires) & absent]
     if bad:
         what = '; '.join(f"{n} needs {', '.join(cs)}" for n, cs in bad)
-        raise FeatureError(f"{what} — missing or all null in these bars (a close-only source?); use preset='close_only_v1' or drop those features")
+        raise FeatureError(
+            f"{what} — missing or all null in these bars (a close-only source?); use preset='close_only_v1' or drop"
+            " those features"
+        )
     freq = freq or infer_freq(bars['timestamp'])
     if freq is None and any(f.name == 'session_elapsed' or f.exog for f in feats):
-        raise FeatureError("cannot infer the bar size from fewer than two distinct timestamps; pass build(..., freq='1D') (or the right size)")
+        raise FeatureError(
+            "cannot infer the bar size from fewer than two distinct timestamps; pass build(..., freq='1D') (or the"
+            " right size)"
+        )
     if freq == '1D' and any(f.intraday for f in feats):
-        raise FeatureError(f"feature(s) {', '.join(f.name for f in feats if f.intraday)} describe the time within a day and carry nothing on daily bars; use preset='manual_v1' or drop them")
+        raise FeatureError(
+            f"feature(s) {', '.join(f.name for f in feats if f.intraday)} describe the time within a day and carry"
+            " nothing on daily bars; use preset='manual_v1' or drop them"
+        )
     lacking = sorted({f.exog for f in feats if f.exog and f.exog not in (exog or {})})
     if lacking:
-        raise FeatureError(f"feature(s) {', '.join(f.name for f in feats if f.exog in lacking)} need the exogenous series {', '.join(map(repr, lacking))}; "
-                           f"pass build(..., exog={{'{lacking[0]}': ExogSeries(bars=...)}}) (given: {', '.join(exog or {}) or 'none'})")
+        raise FeatureError(
+            f"feature(s) {', '.join(f.name for f in feats if f.exog in lacking)} need the exogenous series"
+            f" {', '.join(map(repr, lacking))}; pass build(..., exog={{'{lacking[0]}': ExogSeries(bars=...)}}) (given:"
+            f" {', '.join(exog or {}) or 'none'})"
+        )
     needs_cal = any(f.name == 'session_elapsed' or f.exog for f in feats)
     if calendar is None:
         if any(f.exog for f in feats):
             # when a bar is known decides which exogenous rows it may see: guessing '24/7' would make an NYSE daily
             # bar 'known' at midnight, hours after its close, and let it join data published in between
-            raise FeatureError("exogenous features need the bars' exchange calendar to know when each bar is complete; "
-                               "pass build(..., calendar='XNYS') (or the bars' calendar: DataCatalog().info(name)['calendar'])")
-        if needs_cal: warnings.warn("build: calendar not given, assuming '24/7' (sessions are UTC days); pass calendar= (e.g. 'XNYS') for exchange-traded bars", stacklevel=2)
+            raise FeatureError(
+                "exogenous features need the bars' exchange calendar to know when each bar is complete; "
+                "pass build(..., calendar='XNYS') (or the bars' calendar: DataCatalog().info(name)['calendar'])"
+            )
+        if needs_cal:
+            warnings.warn(
+                "build: calendar not given, assuming '24/7' (sessions are UTC days); pass calendar= (e.g. 'XNYS') for"
+                " exchange-traded bars",
+                stacklevel=2,
+            )
         calendar = '24/7'
     calendar = calendar_name(calendar)
-    if not is_sorted_bars(bars): raise FeatureError("bars are not sorted by (symbol, timestamp) (or repeat a pair); sort them with bars.sort('symbol', 'timestamp')")
+    if not is_sorted_bars(bars):
+        raise FeatureError(
+            "bars are not sorted by (symbol, timestamp) (or repeat a pair); sort them with bars.sort('symbol',"
+            " 'timestamp')"
+        )
     own = [f for f in feats if f.exog is None]
     df = bars.select('timestamp', 'symbol', *sorted({c for f in own for c in f.requires if c != 'timestamp'}))
-    need = {c for f in own if f.family == 'calendar' for c in (('_elapsed',) if f.name == 'session_elapsed' else ('_tod', '_dow', '_month'))}
+    need = {
+        c
+        for f in own
+        if f.family == 'calendar'
+        for c in (('_elapsed',) if f.name == 'session_elapsed' else ('_tod', '_dow', '_month'))
+    }
     if need: df = df.hstack(_calendar_columns(df['timestamp'], freq, calendar, need).get_columns())
     # every window runs `.over('symbol')`: a rolling statistic only ever sees its own symbol's bars. (One query
     # per symbol gives the same numbers but costs a query plan per symbol: 260x slower on 2,000 symbols.)
     lf = df.lazy()
-    if 'close' in df.columns: lf = lf.with_columns((pl.col('close').log() - pl.col('close').log().shift(1)).over('symbol').alias('_lr'))
+    if 'close' in df.columns:
+        lf = lf.with_columns((pl.col('close').log() - pl.col('close').log().shift(1)).over('symbol').alias('_lr'))
     lf = lf.select('timestamp', 'symbol', *[f.expr().cast(pl.Float64).over('symbol').alias(f.name) for f in own])
-    out = lf.select('timestamp', 'symbol', *[pl.when(pl.col(f.name).is_finite()).then(pl.col(f.name)).otherwise(None).alias(f.name) for f in own]).collect()
+    out = lf.select(
+        'timestamp',
+        'symbol',
+        *[pl.when(pl.col(f.name).is_finite()).then(pl.col(f.name)).otherwise(None).alias(f.name) for f in own],
+    ).collect()
     ex = [f for f in feats if f.exog]
     if ex:
         u = bars['timestamp'].unique().sort()    # availability once per distinct time (a panel repeats them)
@@ -293,20 +485,27 @@ def check_causal(bars: pl.DataFrame,  # bars to test on (a panel is fine)
                  rtol: float = 1e-9, atol: float = 1e-12,
                  **build_kw) -> dict[str, list]:
     "Features whose values change when the future is cut off: {name: [cuts where they differed]} (empty: causal)."
-    names = names or [n for n, f in FEATURES.items() if f.exog is None and not (f.intraday and (build_kw.get('freq') or infer_freq(bars['timestamp'])) == '1D')]
+    names = names or [
+        n
+        for n, f in FEATURES.items()
+        if f.exog is None and not (f.intraday and (build_kw.get('freq') or infer_freq(bars['timestamp'])) == '1D')
+    ]
     full = build(bars, names, **build_kw)
     if cuts is None:
         ts = bars['timestamp'].unique().sort()
         cuts = [ts[int(q * (ts.len() - 1))] for q in (0.1, 0.3, 0.5, 0.7, 0.9)]
     bad: dict[str, list] = {}
     for t in cuts:
-        if isinstance(t, (int, np.integer)): part, ref = bars.head(int(t) + 1), full.head(int(t) + 1)
+        if isinstance(t, (int, np.integer)):part, ref = bars.head(int(t) + 1), full.head(int(t) + 1)
         else: keep = bars['timestamp'] <= t; part, ref = bars.filter(keep), full.filter(keep)
         if part.height == 0: continue
         kw = dict(build_kw)
         if kw.get('exog'):   # the exogenous series lose their future too: rows dated after the last kept bar
             last = part['timestamp'].max()
-            kw['exog'] = {k: dataclasses.replace(ex, bars=ex.bars.filter(pl.col('timestamp') <= last)) for k, ex in kw['exog'].items()}
+            kw['exog'] = {
+                k: dataclasses.replace(ex, bars=ex.bars.filter(pl.col('timestamp') <= last))
+                for k, ex in kw['exog'].items()
+            }
         got = build(part, names, **kw)
         for n in names:
             if not _same(got[n], ref[n], rtol, atol): bad.setdefault(n, []).append(t)

@@ -56,37 +56,94 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
     net, gross, turnover = (np.asarray(a, np.float64) for a in (net, gross, turnover))
     ann = math.sqrt(periods_per_year)
     out = []
-    ci = stats.bootstrap_ci(net, 'sharpe', level=gate.ci_level, n_boot=n_boot, seed=seed, annualization=periods_per_year)
-    out.append(Check('net_sharpe_ci', ci.low * ann, 0.0, bool(ci.low > 0),
-                     f"Net Sharpe {ci.estimate * ann:.2f} (annualized), {gate.ci_level:.0%} bootstrap CI [{ci.low * ann:.2f}, {ci.high * ann:.2f}]: "
-                     f"the lower bound must be above 0.", dict(estimate=ci.estimate * ann, low=ci.low * ann, high=ci.high * ann, block=ci.block)))
+    ci = stats.bootstrap_ci(
+        net, 'sharpe', level=gate.ci_level, n_boot=n_boot, seed=seed, annualization=periods_per_year
+    )
+    out.append(
+        Check(
+            'net_sharpe_ci',
+            ci.low * ann,
+            0.0,
+            bool(ci.low > 0),
+            f"Net Sharpe {ci.estimate * ann:.2f} (annualized), {gate.ci_level:.0%} bootstrap CI [{ci.low * ann:.2f},"
+            f" {ci.high * ann:.2f}]: the lower bound must be above 0.",
+            dict(estimate=ci.estimate * ann, low=ci.low * ann, high=ci.high * ann, block=ci.block),
+        )
+    )
     tr = np.asarray(trials, np.float64) if trials is not None else None
-    sds = np.array([_sharpe(tr[:, j]) for j in range(tr.shape[1])]) if tr is not None and tr.ndim == 2 and tr.shape[1] > 1 else np.array([])
+    sds = (
+        np.array([_sharpe(tr[:, j]) for j in range(tr.shape[1])])
+        if tr is not None and tr.ndim == 2 and tr.shape[1] > 1
+        else np.array([])
+    )
     sr_std = float(sds.std(ddof=1)) if sds.size > 1 else 0.0
     d = stats.deflated_sharpe(net, max(int(n_trials), 1), sr_std, annualization=periods_per_year)
-    out.append(Check('deflated_sharpe', d.dsr, gate.dsr_min, bool(d.dsr >= gate.dsr_min),
-                     f"Deflated Sharpe {d.dsr:.3f} after {n_trials} trial(s) (their Sharpe dispersion {sr_std * ann:.2f} annualized puts the "
-                     f"best-of-N null at {d.sr0 * ann:.2f}): it must be at least {gate.dsr_min}.",
-                     dict(n_trials=int(n_trials), sr0_annualized=d.sr0 * ann, trial_sharpe_std_annualized=sr_std * ann, psr=d.psr)))
+    out.append(
+        Check(
+            'deflated_sharpe',
+            d.dsr,
+            gate.dsr_min,
+            bool(d.dsr >= gate.dsr_min),
+            f"Deflated Sharpe {d.dsr:.3f} after {n_trials} trial(s) (their Sharpe dispersion {sr_std * ann:.2f}"
+            f" annualized puts the best-of-N null at {d.sr0 * ann:.2f}): it must be at least {gate.dsr_min}.",
+            dict(
+                n_trials=int(n_trials), sr0_annualized=d.sr0 * ann, trial_sharpe_std_annualized=sr_std * ann, psr=d.psr
+            ),
+        )
+    )
     if baselines:
         bsr = {k: _sharpe(np.asarray(v, np.float64)) for k, v in baselines.items()}
         best = max(bsr, key=lambda k: (bsr[k], k))
         dm = stats.diebold_mariano(-net, -np.asarray(baselines[best], np.float64), h=1)
         pb = stats.paired_bootstrap_test(net, baselines[best], stat='sharpe', n_boot=n_boot, seed=seed)
-        out.append(Check('beats_best_baseline', dm.p_value, gate.alpha, bool(dm.p_value < gate.alpha),
-                         f"Against the best baseline ({best}, net Sharpe {bsr[best] * ann:.2f}) the one-sided Diebold–Mariano p-value on net "
-                         f"returns is {dm.p_value:.3f} (paired bootstrap on Sharpe: {pb.p_value:.3f}); it must be below {gate.alpha}.",
-                         dict(best_baseline=best, baseline_sharpes={k: v * ann for k, v in bsr.items()}, dm_stat=dm.stat, paired_bootstrap_p=pb.p_value)))
+        out.append(
+            Check(
+                'beats_best_baseline',
+                dm.p_value,
+                gate.alpha,
+                bool(dm.p_value < gate.alpha),
+                f"Against the best baseline ({best}, net Sharpe {bsr[best] * ann:.2f}) the one-sided Diebold–Mariano"
+                f" p-value on net returns is {dm.p_value:.3f} (paired bootstrap on Sharpe: {pb.p_value:.3f}); it must"
+                f" be below {gate.alpha}.",
+                dict(
+                    best_baseline=best,
+                    baseline_sharpes={k: v * ann for k, v in bsr.items()},
+                    dm_stat=dm.stat,
+                    paired_bootstrap_p=pb.p_value,
+                ),
+            )
+        )
     else:
-        out.append(Check('beats_best_baseline', None, gate.alpha, False,
-                         "No baseline finished, so the candidate was compared with nothing: a GO needs a baseline to beat (add baselines to the experiment)."))
+        out.append(
+            Check(
+                'beats_best_baseline',
+                None,
+                gate.alpha,
+                False,
+                "No baseline finished, so the candidate was compared with nothing: a GO needs a baseline to beat (add"
+                " baselines to the experiment).",
+            )
+        )
     if tr is not None and tr.ndim == 2 and tr.shape[1] >= 2:
         p = stats.pbo(tr, seed=seed, max_combinations=pbo_combinations)
-    else: p = stats.PBOResult(pbo=None, reason=f"needs >= 2 trial configurations, got {0 if tr is None else tr.shape[-1]}")
-    if p.pbo is None: out.append(Check('pbo', None, gate.pbo_max, None, f"PBO skipped: {p.reason}."))
-    else: out.append(Check('pbo', p.pbo, gate.pbo_max, bool(p.pbo <= gate.pbo_max),
-                           f"Probability of backtest overfitting {p.pbo:.2f} over {p.n_trials} configurations ({p.n_combinations} CSCV splits): "
-                           f"it must be at most {gate.pbo_max}.", dict(n_trials=p.n_trials, n_splits=p.n_splits)))
+    else:
+        p = stats.PBOResult(
+            pbo=None, reason=f"needs >= 2 trial configurations, got {0 if tr is None else tr.shape[-1]}"
+        )
+    if p.pbo is None:
+        out.append(Check('pbo', None, gate.pbo_max, None, f"PBO skipped: {p.reason}."))
+    else:
+        out.append(
+            Check(
+                'pbo',
+                p.pbo,
+                gate.pbo_max,
+                bool(p.pbo <= gate.pbo_max),
+                f"Probability of backtest overfitting {p.pbo:.2f} over {p.n_trials} configurations ({p.n_combinations}"
+                f" CSCV splits): it must be at most {gate.pbo_max}.",
+                dict(n_trials=p.n_trials, n_splits=p.n_splits),
+            )
+        )
     sd = stats.seed_dispersion(seed_sharpes)
     out.append(Check('seed_robustness', sd.share_positive, gate.seed_positive_frac, bool(sd.share_positive > gate.seed_positive_frac),
                      f"{sd.share_positive:.0%} of {sd.n} seeds have a positive net Sharpe (annualized, from {_f(sd.min * ann)} to {_f(sd.max * ann)}): "
@@ -118,7 +175,14 @@ def decide(checks: list[Check]) -> str:
     return 'GO' if all(c.passed is not False for c in checks) and any(c.passed for c in checks) else 'NO-GO'
 
 # %% ../nbs/56_gate.ipynb #d7486e8c
-RUN_FILES = ('config.yaml', 'manifest.json', 'ledger.parquet', 'selection.json', 'backtest.parquet', 'predictions.parquet')
+RUN_FILES = (
+    'config.yaml',
+    'manifest.json',
+    'ledger.parquet',
+    'selection.json',
+    'backtest.parquet',
+    'predictions.parquet',
+)
 
 class GateError(UserError):
     "A run folder the gate cannot judge."
@@ -126,22 +190,47 @@ class GateError(UserError):
 def evaluate(run_dir, write: bool = True, n_boot: int = 1000) -> dict:
     "The verdict on a bake-off run folder (written to verdict.json)."
     run = Path(run_dir)
-    if not run.is_dir(): raise GateError(f"run folder {run} does not exist; runs live under reports/runs/ (or $YOOPTX_HOME/runs): `ls` it or run `yooptx bakeoff CONFIG`")
+    if not run.is_dir():
+        raise GateError(
+            f"run folder {run} does not exist; runs live under reports/runs/ (or $YOOPTX_HOME/runs): `ls` it or run"
+            " `yooptx bakeoff CONFIG`"
+        )
     miss = [f for f in RUN_FILES if not (run / f).exists()]
-    if miss: raise GateError(f"run folder {run} lacks {', '.join(miss)}: finish the bake-off first (`yooptx bakeoff CONFIG --run {run}` resumes it)"
-                             + (" — or it was made by an older version" if 'selection.json' in miss and len(miss) < len(RUN_FILES) else ''))
+    if miss:
+        raise GateError(
+            f"run folder {run} lacks {', '.join(miss)}: finish the bake-off first (`yooptx bakeoff CONFIG --run {run}`"
+            " resumes it)"
+            + (
+                " — or it was made by an older version"
+                if 'selection.json' in miss and len(miss) < len(RUN_FILES)
+                else ''
+            )
+        )
     cfg = read_run_config(run)
     m = json.loads((run / 'manifest.json').read_text())
-    if 'gate_sha256' not in m: raise GateError(f"{run / 'manifest.json'} has no pre-registered gate (gate_sha256): this run folder is from an older version; rerun the bake-off")
+    if 'gate_sha256' not in m:
+        raise GateError(
+            f"{run / 'manifest.json'} has no pre-registered gate (gate_sha256): this run folder is from an older"
+            " version; rerun the bake-off"
+        )
     unchanged = not gate_changed(run)
     sel = json.loads((run / 'selection.json').read_text())
-    if 'candidate_params_hash' not in sel: raise GateError(f"{run / 'selection.json'} is from an older version (no walk-forward candidate): rerun the bake-off")
+    if 'candidate_params_hash' not in sel:
+        raise GateError(
+            f"{run / 'selection.json'} is from an older version (no walk-forward candidate): rerun the bake-off"
+        )
     cand, ch = sel.get('candidate_label') or sel.get('candidate'), sel.get('candidate_params_hash')
     led = pl.read_parquet(run / 'ledger.parquet')
     # a trial that failed and then succeeded on resume is not a failure
     okid = set(led.filter(pl.col('status') == 'ok')['trial_id'].to_list())
-    failed = led.filter((pl.col('status') == 'failed') & ~pl.col('trial_id').is_in(list(okid))).unique('trial_id', keep='last', maintain_order=True)
-    if ch is None: raise GateError(f"run {run.name} has no candidate: every encoder trial failed ({failed.height} failed trials; see ledger.parquet and train.log)")
+    failed = led.filter((pl.col('status') == 'failed') & ~pl.col('trial_id').is_in(list(okid))).unique(
+        'trial_id', keep='last', maintain_order=True
+    )
+    if ch is None:
+        raise GateError(
+            f"run {run.name} has no candidate: every encoder trial failed ({failed.height} failed trials; see"
+            " ledger.parquet and train.log)"
+        )
     bt = pl.read_parquet(run / 'backtest.parquet')
     fam = sel['families']
     c = seed_average(bt, 'candidate', ch)
@@ -150,8 +239,12 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000) -> dict:
     ok = led.filter((pl.col('status') == 'ok') & ~pl.col('encoder').is_in(list(cfg.baselines)))
     configs = ok.select('encoder', 'params_hash').unique().sort('encoder', 'params_hash')
     n_trials = configs.height
-    tr = [seed_average(bt, r['encoder'], r['params_hash']).select('timestamp', pl.col('net').alias(f"{r['encoder']}/{r['params_hash']}"))
-          for r in configs.iter_rows(named=True)]
+    tr = [
+        seed_average(bt, r['encoder'], r['params_hash']).select(
+            'timestamp', pl.col('net').alias(f"{r['encoder']}/{r['params_hash']}")
+        )
+        for r in configs.iter_rows(named=True)
+    ]
     tr = [t for t in tr if t.height]
     mat = None
     if tr:
@@ -159,27 +252,71 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000) -> dict:
         for t in tr[1:]: j = j.join(t, on='timestamp', how='inner')
         mat = j.drop('timestamp').to_numpy()
     ts = c['timestamp']
-    aligned = {b: c.select('timestamp').join(s, on='timestamp', how='left')['net'].fill_null(0.0).to_numpy() for b, s in base.items()}
-    seeds = [float(v) for v in (bt.filter((pl.col('encoder') == 'candidate') & (pl.col('params_hash') == ch))
-                                  .group_by('seed').agg(pl.col('net').sort_by('timestamp'))['net'].map_elements(lambda s: _sharpe(np.asarray(s.to_list())), return_dtype=pl.Float64))]
+    aligned = {
+        b: c.select('timestamp').join(s, on='timestamp', how='left')['net'].fill_null(0.0).to_numpy()
+        for b, s in base.items()
+    }
+    seeds = [
+        float(v)
+        for v in (
+            bt.filter((pl.col('encoder') == 'candidate') & (pl.col('params_hash') == ch))
+            .group_by('seed')
+            .agg(pl.col('net').sort_by('timestamp'))['net']
+            .map_elements(lambda s: _sharpe(np.asarray(s.to_list())), return_dtype=pl.Float64)
+        )
+    ]
     met = json.loads((run / 'metrics.json').read_text()) if (run / 'metrics.json').exists() else {}
     cm = met.get('families', {}).get('candidate', {})
     ppy = run_periods_per_year(run)
     tsum = float(c['turnover'].sum())
     paid = float(c['cost'].sum()) / tsum * 1e4 if tsum > 0 else cfg.costs.per_unit_bps   # what the backtest really charged
-    checks = gate_checks(c['net'].to_numpy(), c['gross'].to_numpy(), c['turnover'].to_numpy(), aligned, seeds, mat, n_trials, cfg.gate,
-                         paid, ppy, cm.get('direction_accuracy'), cm.get('ts_ic'), unchanged, n_boot=n_boot)
+    checks = gate_checks(
+        c['net'].to_numpy(),
+        c['gross'].to_numpy(),
+        c['turnover'].to_numpy(),
+        aligned,
+        seeds,
+        mat,
+        n_trials,
+        cfg.gate,
+        paid,
+        ppy,
+        cm.get('direction_accuracy'),
+        cm.get('ts_ic'),
+        unchanged,
+        n_boot=n_boot,
+    )
     v = decide(checks)
     failed_names = [k.name for k in checks if k.passed is False]
-    sentence = (f"GO: {cand} passes every pre-registered check out of sample, net of costs." if v == 'GO' else
-                f"NO-GO: {cand} fails {len(failed_names)} of {sum(k.passed is not None for k in checks)} checks ({', '.join(failed_names)}).")
+    sentence = (
+        f"GO: {cand} passes every pre-registered check out of sample, net of costs."
+        if v == 'GO'
+        else (
+            f"NO-GO: {cand} fails {len(failed_names)} of {sum(k.passed is not None for k in checks)} checks"
+            f" ({', '.join(failed_names)})."
+        )
+    )
     if failed.height: sentence += f" {failed.height} trial(s) failed to train and were left out (see the ledger)."
-    out = {'verdict': v, 'candidate': cand, 'n_trials': int(n_trials), 'sentence': sentence,
-           'checks': [{**asdict(k)} for k in checks], 'selection_metric': sel.get('metric'),
-           'candidate_params_hash': ch, 'candidate_per_fold': sel.get('candidate_per_fold'), 'cost_bps_paid': paid, 'periods_per_year': ppy, 'test_start': str(ts.min()), 'test_end': str(ts.max()), 'n_test_bars': int(c.height),
-           'n_failed_trials': int(failed.height), 'failed_trials': failed['trial_id'].to_list()[:20],
-           'gate': json.loads(json.dumps(asdict(cfg.gate))), 'gate_unchanged': unchanged,
-           'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
+    out = {
+        'verdict': v,
+        'candidate': cand,
+        'n_trials': int(n_trials),
+        'sentence': sentence,
+        'checks': [{**asdict(k)} for k in checks],
+        'selection_metric': sel.get('metric'),
+        'candidate_params_hash': ch,
+        'candidate_per_fold': sel.get('candidate_per_fold'),
+        'cost_bps_paid': paid,
+        'periods_per_year': ppy,
+        'test_start': str(ts.min()),
+        'test_end': str(ts.max()),
+        'n_test_bars': int(c.height),
+        'n_failed_trials': int(failed.height),
+        'failed_trials': failed['trial_id'].to_list()[:20],
+        'gate': json.loads(json.dumps(asdict(cfg.gate))),
+        'gate_unchanged': unchanged,
+        'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+    }
     if write: atomic_write(run / 'verdict.json', json.dumps(out, indent=1, default=_json_default))
     return out
 
@@ -197,17 +334,24 @@ def verdict_text(v: dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/56_gate.ipynb #64c99201
-def simulate_gate(sharpe: float,             # true annualized net Sharpe of the candidate
-                  n_bars: int,               # test bars
-                  n_sims: int = 200,
-                  periods_per_year: float = 252.0,
-                  n_trials: int = 10,        # configurations in the ledger
-                  n_baselines: int = 3,
-                  n_seeds: int = 3,
-                  rho: float = 0.5,          # correlation of sibling trials with the candidate
-                  seed_noise: float = 0.2,   # seed-to-seed noise, as a share of the bar volatility
-                  cost_bps: float = 3.0, turnover: float = 0.2, vol: float = 0.01,
-                  gate: GateConfig | None = None, seed: int = 0, n_boot: int = 200, pbo_combinations: int = 500) -> dict:
+def simulate_gate(
+    sharpe: float,  # true annualized net Sharpe of the candidate
+    n_bars: int,  # test bars
+    n_sims: int = 200,
+    periods_per_year: float = 252.0,
+    n_trials: int = 10,  # configurations in the ledger
+    n_baselines: int = 3,
+    n_seeds: int = 3,
+    rho: float = 0.5,  # correlation of sibling trials with the candidate
+    seed_noise: float = 0.2,  # seed-to-seed noise, as a share of the bar volatility
+    cost_bps: float = 3.0,
+    turnover: float = 0.2,
+    vol: float = 0.01,
+    gate: GateConfig | None = None,
+    seed: int = 0,
+    n_boot: int = 200,
+    pbo_combinations: int = 500,
+) -> dict:
     "Share of GO verdicts (and of each check passing) over `n_sims` simulated bake-offs."
     gate = gate or GateConfig()
     rng = np.random.default_rng(seed)
@@ -220,8 +364,21 @@ def simulate_gate(sharpe: float,             # true annualized net Sharpe of the
         base = {f"b{j}": vol * rng.standard_normal(n_bars) for j in range(n_baselines)}
         seeds = [_sharpe(net + seed_noise * vol * rng.standard_normal(n_bars)) for _ in range(n_seeds)]
         turn = np.full(n_bars, turnover)
-        ch = gate_checks(net, net + cost_bps * 1e-4 * turn, turn, base, seeds, trials, n_trials, gate, cost_bps, periods_per_year,
-                         seed=seed * 100003 + i, n_boot=n_boot, pbo_combinations=pbo_combinations)
+        ch = gate_checks(
+            net,
+            net + cost_bps * 1e-4 * turn,
+            turn,
+            base,
+            seeds,
+            trials,
+            n_trials,
+            gate,
+            cost_bps,
+            periods_per_year,
+            seed=seed * 100003 + i,
+            n_boot=n_boot,
+            pbo_combinations=pbo_combinations,
+        )
         go += decide(ch) == 'GO'
         for c in ch: passed[c.name] = passed.get(c.name, 0) + bool(c.passed)
     return {'sharpe': sharpe, 'n_bars': n_bars, 'years': n_bars / periods_per_year, 'go_rate': go / n_sims,

@@ -43,7 +43,8 @@ class LabelSpec:
     vol_window: int = 20              # bars in that rolling std (ending at t)
 
     def __post_init__(self):
-        if self.kind not in KINDS: raise LabelError(f"unknown label kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+        if self.kind not in KINDS:
+            raise LabelError(f"unknown label kind {self.kind!r}; choose one of {', '.join(KINDS)}")
         _posint(self.horizon, 'horizon')
         if self.horizons is not None and self.offsets is not None:
             raise LabelError("give either horizons (several horizons from t) or offsets (a lag group), not both")
@@ -56,7 +57,8 @@ class LabelSpec:
                 for a in v:
                     if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a < 0:
                         raise LabelError(f"offsets must be integers >= 0 (bars after t), got {a!r}")
-            else: v = tuple(_posint(h, 'each of horizons') for h in v)
+            else:
+                v = tuple(_posint(h, 'each of horizons') for h in v)
             if len(set(v)) != len(v): raise LabelError(f"{name} repeat a value: {list(v)}")
             object.__setattr__(self, name, tuple(sorted(int(x) for x in v)))
         if self.kind == 'trend' and min(h for _, _, h in self.windows) < 2:
@@ -66,18 +68,26 @@ class LabelSpec:
             raise LabelError("dead_band has no meaning for kind 'forward_return' (a regression target): set it to 0")
         thresholded = self.kind in ('three_class', 'triple_barrier')
         if not thresholded and (self.threshold is not None or self.vol_k is not None):
-            raise LabelError(f"threshold/vol_k apply to kinds 'three_class' and 'triple_barrier' only, not {self.kind!r}")
+            raise LabelError(
+                f"threshold/vol_k apply to kinds 'three_class' and 'triple_barrier' only, not {self.kind!r}"
+            )
         if thresholded:
             if self.vol_k is not None:
-                if self.threshold is not None: raise LabelError(f"{self.kind}: give a fixed threshold or vol_k (volatility-scaled), not both")
+                if self.threshold is not None:
+                    raise LabelError(f"{self.kind}: give a fixed threshold or vol_k (volatility-scaled), not both")
                 if not self.vol_k > 0: raise LabelError(f"vol_k must be > 0, got {self.vol_k}")
-                if _posint(self.vol_window, 'vol_window') < 2: raise LabelError("vol_window must be >= 2 (a standard deviation needs two returns)")
+                if _posint(self.vol_window, 'vol_window') < 2:
+                    raise LabelError("vol_window must be >= 2 (a standard deviation needs two returns)")
             elif not self.fixed_threshold > 0:
-                raise LabelError(f"{self.kind} needs a threshold > 0: set threshold= (or dead_band in the config) to a log return "
-                                 "such as 0.005, or vol_k= for a volatility-scaled threshold")
+                raise LabelError(
+                    f"{self.kind} needs a threshold > 0: set threshold= (or dead_band in the config) to a log return "
+                    "such as 0.005, or vol_k= for a volatility-scaled threshold"
+                )
 
     @property
-    def fixed_threshold(self) -> float: return self.dead_band if self.threshold is None else self.threshold
+    def fixed_threshold(self) -> float:
+        return self.dead_band if self.threshold is None else self.threshold
+
     @property
     def windows(self) -> list[tuple[str, int, int]]:
         "(column, start offset a, horizon h) of each label column."
@@ -85,17 +95,25 @@ class LabelSpec:
         if self.offsets is not None: return [(f'label_o{a}', a, self.horizon) for a in self.offsets]
         return [('label', 0, self.horizon)]
     @property
-    def columns(self) -> list[str]: return [c for c, _, _ in self.windows]
+    def columns(self) -> list[str]:
+        return [c for c, _, _ in self.windows]
+
     @property
-    def max_horizon(self) -> int: return max(a + h for _, a, h in self.windows)
+    def max_horizon(self) -> int:
+        return max(a + h for _, a, h in self.windows)
 
 # %% ../nbs/11_labels.ipynb #7daa6f9b
 def _check_frame(bars: pl.DataFrame) -> pl.DataFrame:
-    if not isinstance(bars, pl.DataFrame): raise DataError(f"bars: expected a polars DataFrame, got {type(bars).__name__}")
+    if not isinstance(bars, pl.DataFrame):
+        raise DataError(f"bars: expected a polars DataFrame, got {type(bars).__name__}")
     miss = [c for c in ('timestamp', 'symbol', 'close') if c not in bars.columns]
     if miss: raise DataError(f"bars: missing column(s) {', '.join(miss)}; labels need timestamp, symbol and close")
     if bars.height == 0: raise DataError("bars: no rows")
-    if not is_sorted_bars(bars): raise DataError("bars: rows are not sorted by (symbol, timestamp) with one bar per pair; sort with bars.sort('symbol', 'timestamp')")
+    if not is_sorted_bars(bars):
+        raise DataError(
+            "bars: rows are not sorted by (symbol, timestamp) with one bar per pair; sort with bars.sort('symbol',"
+            " 'timestamp')"
+        )
     nonpos = bars.select((pl.col('close') <= 0).fill_null(False).sum()).item()
     if nonpos: raise DataError(f"bars: {nonpos} close price(s) <= 0; log returns need positive prices")
     return bars
@@ -209,15 +227,25 @@ def label_horizon(obj) -> int:
     "The longest reach in bars of a labels frame, `LabelSpec`, `LabelsConfig` or int."
     if isinstance(obj, LabelSpec): return obj.max_horizon
     if isinstance(obj, LabelsConfig):
-        return max(_posint(h, 'labels.horizons') for h in obj.horizons) if obj.horizons else _posint(obj.horizon, 'labels.horizon')
+        return (
+            max(_posint(h, 'labels.horizons') for h in obj.horizons)
+            if obj.horizons
+            else _posint(obj.horizon, 'labels.horizon')
+        )
     if isinstance(obj, (int, np.integer)) and not isinstance(obj, bool): return _posint(obj, 'horizon')
     if isinstance(obj, pl.DataFrame):
         miss = [c for c in ('timestamp', 'symbol', 'label_end') if c not in obj.columns]
         if miss: raise LabelError(f"not a labels frame: missing column(s) {', '.join(miss)}")
-        idx = obj.select('symbol', 'timestamp', 'label_end').with_columns(pl.int_range(pl.len()).over('symbol').alias('_i'))
+        idx = obj.select('symbol', 'timestamp', 'label_end').with_columns(
+            pl.int_range(pl.len()).over('symbol').alias('_i')
+        )
         j = idx.join(idx.select('symbol', pl.col('timestamp').alias('label_end'), pl.col('_i').alias('_j')),
                      on=['symbol', 'label_end'], how='inner')
-        if j.height == 0: raise LabelError("cannot read the horizon: no row has a label_end (the data are shorter than the horizon); pass the LabelSpec")
+        if j.height == 0:
+            raise LabelError(
+                "cannot read the horizon: no row has a label_end (the data are shorter than the horizon); pass the"
+                " LabelSpec"
+            )
         return int((j['_j'] - j['_i']).max())
     raise LabelError(f"label_horizon needs a labels frame, LabelSpec, LabelsConfig or int, got {type(obj).__name__}")
 

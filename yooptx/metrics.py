@@ -38,14 +38,19 @@ def _array(x, what: str, allow_empty: bool = False) -> np.ndarray:
     if a.ndim != 1: raise MetricsError(f"{what}: expected a 1-D series, got shape {a.shape}")
     if a.size == 0 and not allow_empty: raise MetricsError(f"{what}: empty series; need at least one bar")
     bad = np.flatnonzero(~np.isfinite(a))
-    if bad.size: raise MetricsError(f"{what}: {bad.size} missing or infinite value(s) (NaN/null/inf), first at position {bad[0]}; "
-                                    f"a flat bar is 0: fill missing bars with 0 or drop them before computing metrics")
+    if bad.size:
+        raise MetricsError(
+            f"{what}: {bad.size} missing or infinite value(s) (NaN/null/inf), first at position {bad[0]}; "
+            "a flat bar is 0: fill missing bars with 0 or drop them before computing metrics"
+        )
     return a
 
 def _same_len(**arrays) -> None:
     n = {k: len(v) for k, v in arrays.items() if v is not None}
     if len(set(n.values())) > 1:
-        raise MetricsError("length mismatch: " + ', '.join(f"{k} has {v}" for k, v in n.items()) + "; pass one value per bar for each")
+        raise MetricsError(
+            "length mismatch: " + ', '.join(f"{k} has {v}" for k, v in n.items()) + "; pass one value per bar for each"
+        )
 
 # %% ../nbs/41_metrics.ipynb #4a079554
 def total_return(r) -> float:
@@ -76,7 +81,9 @@ def sharpe_ratio(x, axis: int = -1, flat: float | str = math.nan):
     x = np.asarray(x, np.float64)
     if x.ndim == 0 or x.shape[axis] < 2:
         shape = () if x.ndim <= 1 else np.delete(np.array(x.shape), axis % x.ndim)
-        return sharpe_from_moments(np.zeros(shape) if x.ndim == 0 or x.shape[axis] == 0 else x.mean(axis), np.full(shape, np.nan), flat)
+        return sharpe_from_moments(
+            np.zeros(shape) if x.ndim == 0 or x.shape[axis] == 0 else x.mean(axis), np.full(shape, np.nan), flat
+        )
     return sharpe_from_moments(x.mean(axis), x.std(axis, ddof=1), flat)
 
 def sharpe(r, periods_per_year: float) -> float:
@@ -86,7 +93,11 @@ def sharpe(r, periods_per_year: float) -> float:
 def sharpe_expr(x: pl.Expr, periods_per_year: float = 1.0) -> pl.Expr:
     "`sharpe` as a polars expression (for group_by/agg): null for fewer than 2 bars or a flat series."
     m, s = x.mean(), x.std(ddof=1)
-    return pl.when(s > pl.max_horizontal(pl.lit(1e-15), 1e-10 * m.abs())).then(m / s * math.sqrt(periods_per_year)).otherwise(None)
+    return (
+        pl.when(s > pl.max_horizontal(pl.lit(1e-15), 1e-10 * m.abs()))
+        .then(m / s * math.sqrt(periods_per_year))
+        .otherwise(None)
+    )
 
 def sortino(r, periods_per_year: float) -> float:
     "Annualized Sortino ratio: mean / sqrt(mean(min(r, 0)^2)) * sqrt(P), downside about 0 over all bars; nan without a losing bar."
@@ -119,7 +130,9 @@ def drawdown_spells(r, timestamps=None) -> pl.DataFrame:
         rows.append({'peak': peak - 1, 'trough': trough - 1, 'recovery': None if rec is None else rec - 1,
                      'depth': float(1 - e[trough] / e[peak]), 'bars': (rec if rec is not None else e.size - 1) - peak})
         i = j
-    out = pl.DataFrame(rows, schema={'peak': pl.Int64, 'trough': pl.Int64, 'recovery': pl.Int64, 'depth': pl.Float64, 'bars': pl.Int64})
+    out = pl.DataFrame(
+        rows, schema={'peak': pl.Int64, 'trough': pl.Int64, 'recovery': pl.Int64, 'depth': pl.Float64, 'bars': pl.Int64}
+    )
     if timestamps is not None:
         t = pl.Series(timestamps)
         _same_len(returns=a, timestamps=t)
@@ -142,9 +155,18 @@ SESSIONS_UTC = {'asia': (22, 7), 'europe': (7, 13), 'us': (13, 22)}   # [start, 
 
 def trade_metrics(trades: pl.DataFrame) -> dict:
     "Win rate, profit factor and average trade from a trades frame with a `pnl` column."
-    if 'pnl' not in trades.columns: raise MetricsError(f"trades frame has no `pnl` column (columns: {', '.join(trades.columns)})")
+    if 'pnl' not in trades.columns:
+        raise MetricsError(f"trades frame has no `pnl` column (columns: {', '.join(trades.columns)})")
     p = _array(trades['pnl'], 'trades.pnl', allow_empty=True)
-    if p.size == 0: return {'n_trades': 0, 'win_rate': math.nan, 'profit_factor': math.nan, 'avg_trade': math.nan, 'avg_win': math.nan, 'avg_loss': math.nan}
+    if p.size == 0:
+        return {
+            'n_trades': 0,
+            'win_rate': math.nan,
+            'profit_factor': math.nan,
+            'avg_trade': math.nan,
+            'avg_win': math.nan,
+            'avg_loss': math.nan,
+        }
     win, loss = p[p > 0], p[p < 0]
     return {'n_trades': int(p.size), 'win_rate': float((p > 0).mean()),
             'profit_factor': float(win.sum() / -loss.sum()) if loss.size else math.nan,
@@ -170,16 +192,25 @@ def hit_rate_by(returns: pl.DataFrame,                # timestamp, net (+ option
                 sessions: dict = SESSIONS_UTC) -> pl.DataFrame:
     "Hit rate, bar count and mean net return of in-market bars, per UTC hour, weekday or session."
     for c in ('timestamp', 'net'):
-        if c not in returns.columns: raise MetricsError(f"hit_rate_by: returns frame lacks `{c}` (columns: {', '.join(returns.columns)})")
+        if c not in returns.columns:
+            raise MetricsError(f"hit_rate_by: returns frame lacks `{c}` (columns: {', '.join(returns.columns)})")
     net = _array(returns['net'], 'returns.net')
     m = _in_market(net, returns['gross'].to_numpy() if 'gross' in returns.columns else None,
                    returns['exposure'].to_numpy() if 'exposure' in returns.columns else None)
     t = returns['timestamp']
     if t.dtype.time_zone: t = t.dt.convert_time_zone('UTC')
-    keys = {'hour': t.dt.hour(), 'weekday': t.dt.weekday(), 'session': session_of(t, sessions) if by == 'session' else None}
+    keys = {
+        'hour': t.dt.hour(),
+        'weekday': t.dt.weekday(),
+        'session': session_of(t, sessions) if by == 'session' else None,
+    }
     if by not in keys: raise MetricsError(f"hit_rate_by: by={by!r}; expected 'hour', 'weekday' or 'session'")
     df = pl.DataFrame({by: keys[by], 'net': net}).filter(pl.Series(m))
-    return (df.group_by(by).agg(n_bars=pl.len(), hit_rate=(pl.col('net') > 0).mean(), mean_return=pl.col('net').mean()).sort(by))
+    return (
+        df.group_by(by)
+        .agg(n_bars=pl.len(), hit_rate=(pl.col('net') > 0).mean(), mean_return=pl.col('net').mean())
+        .sort(by)
+    )
 
 # %% ../nbs/41_metrics.ipynb #0ba5dd0e
 def trading_metrics(returns,                           # returns frame (net[, gross, turnover, exposure, timestamp]) or net per-bar returns
@@ -191,39 +222,74 @@ def trading_metrics(returns,                           # returns frame (net[, gr
                     timestamps=None                    # per-bar timestamps (array input only)
                    ) -> dict:
     "Net (and gross) return, risk, drawdown, turnover, cost and trade statistics of a per-bar return series."
-    if not periods_per_year or periods_per_year <= 0: raise MetricsError(f"periods_per_year={periods_per_year!r}: expected a positive number of bars per year")
+    if not periods_per_year or periods_per_year <= 0:
+        raise MetricsError(f"periods_per_year={periods_per_year!r}: expected a positive number of bars per year")
     if isinstance(returns, pl.DataFrame):
         f = returns
         col = 'net' if 'net' in f.columns else 'returns' if 'returns' in f.columns else None
-        if col is None: raise MetricsError(f"returns frame needs a `net` column of per-bar returns (columns: {', '.join(f.columns)})")
+        if col is None:
+            raise MetricsError(
+                f"returns frame needs a `net` column of per-bar returns (columns: {', '.join(f.columns)})"
+            )
         if 'symbol' in f.columns and f['symbol'].n_unique() > 1:
-            raise MetricsError(f"returns frame holds {f['symbol'].n_unique()} symbols stacked; trading metrics need one series: "
-                               f"pass the portfolio frame (yooptx.backtest result.portfolio) or filter one symbol")
+            raise MetricsError(
+                f"returns frame holds {f['symbol'].n_unique()} symbols stacked; trading metrics need one series: "
+                "pass the portfolio frame (yooptx.backtest result.portfolio) or filter one symbol"
+            )
         if 'timestamp' in f.columns:
-            if f['timestamp'].is_duplicated().any(): raise MetricsError("returns frame: duplicated timestamps; one row per bar")
+            if f['timestamp'].is_duplicated().any():
+                raise MetricsError("returns frame: duplicated timestamps; one row per bar")
             if not f['timestamp'].is_sorted(): f = f.sort('timestamp')
         get = lambda c: f[c] if c in f.columns else None
-        net, gross, turnover, exposure, timestamps = f[col], get('gross'), get('turnover'), get('exposure'), get('timestamp')
+        net, gross, turnover, exposure, timestamps = (
+            f[col],
+            get('gross'),
+            get('turnover'),
+            get('exposure'),
+            get('timestamp'),
+        )
     net = _array(net if isinstance(returns, pl.DataFrame) else returns, 'net returns')
     gross = None if gross is None else _array(gross, 'gross returns')
     turnover = None if turnover is None else _array(turnover, 'turnover')
     exposure = None if exposure is None else _array(exposure, 'exposure')
-    _same_len(net=net, gross=gross, turnover=turnover, exposure=exposure, timestamps=None if timestamps is None else list(timestamps))
+    _same_len(
+        net=net,
+        gross=gross,
+        turnover=turnover,
+        exposure=exposure,
+        timestamps=None if timestamps is None else list(timestamps),
+    )
     P = float(periods_per_year)
     ann, mdd = annualized_return(net, P), max_drawdown(net)
     sp = drawdown_spells(net, timestamps)
     worst = sp.sort(['bars', 'depth'], descending=True).head(1)
     inm = _in_market(net, gross, exposure)
-    out = {'n_bars': int(net.size), 'periods_per_year': P, 'years': net.size / P,
-           'total_return': total_return(net), 'annual_return': ann, 'annual_vol': annualized_vol(net, P),
-           'sharpe': sharpe(net, P), 'sortino': sortino(net, P), 'max_drawdown': mdd,
-           'calmar': ann / mdd if mdd > 0 else math.nan,
-           'max_dd_duration_bars': int(worst['bars'][0]) if worst.height else 0,
-           'max_dd_duration_days': (worst['duration'][0].total_seconds() / 86400 if worst.height else 0.0) if timestamps is not None else math.nan,
-           'hit_rate': float((net[inm] > 0).mean()) if inm.any() else math.nan,
-           'exposure': float(inm.mean())}
+    out = {
+        'n_bars': int(net.size),
+        'periods_per_year': P,
+        'years': net.size / P,
+        'total_return': total_return(net),
+        'annual_return': ann,
+        'annual_vol': annualized_vol(net, P),
+        'sharpe': sharpe(net, P),
+        'sortino': sortino(net, P),
+        'max_drawdown': mdd,
+        'calmar': ann / mdd if mdd > 0 else math.nan,
+        'max_dd_duration_bars': int(worst['bars'][0]) if worst.height else 0,
+        'max_dd_duration_days': (
+            (worst['duration'][0].total_seconds() / 86400 if worst.height else 0.0)
+            if timestamps is not None
+            else math.nan
+        ),
+        'hit_rate': float((net[inm] > 0).mean()) if inm.any() else math.nan,
+        'exposure': float(inm.mean()),
+    }
     if gross is not None:
-        out |= {'gross_sharpe': sharpe(gross, P), 'gross_annual_return': annualized_return(gross, P), 'cost_drag': float(np.mean(gross - net) * P)}
+        out |= {
+            'gross_sharpe': sharpe(gross, P),
+            'gross_annual_return': annualized_return(gross, P),
+            'cost_drag': float(np.mean(gross - net) * P),
+        }
     if turnover is not None:
         out |= {'turnover': float(turnover.mean() * P), 'turnover_per_bar': float(turnover.mean())}
     if gross is not None and turnover is not None: out['break_even_bps'] = break_even_cost(gross, turnover)
@@ -251,7 +317,11 @@ def trading_scores(signal, fwd_return) -> dict[str, float]:
 def _proba(y_true, proba, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Validated (y index into classes, proba (n, K), classes) with unlabelled rows dropped."
     classes = np.asarray(classes)
-    y = pl.Series(y_true).cast(pl.Float64).to_numpy() if isinstance(y_true, pl.Series) else np.asarray(y_true, dtype=np.float64)
+    y = (
+        pl.Series(y_true).cast(pl.Float64).to_numpy()
+        if isinstance(y_true, pl.Series)
+        else np.asarray(y_true, dtype=np.float64)
+    )
     P = proba.to_numpy() if isinstance(proba, pl.DataFrame) else np.asarray(proba, dtype=np.float64)
     P = P.astype(np.float64)
     if P.ndim != 2 or P.shape[1] != len(classes):
@@ -261,10 +331,14 @@ def _proba(y_true, proba, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y, P = y[keep], P[keep]
     if y.size == 0: raise MetricsError("classification metrics: no row with a label; nothing to score")
     bad = np.flatnonzero(~np.isfinite(P).all(1))
-    if bad.size: raise MetricsError(f"proba: {bad.size} row(s) with a missing or infinite probability, first at labelled row {bad[0]}")
+    if bad.size:
+        raise MetricsError(
+            f"proba: {bad.size} row(s) with a missing or infinite probability, first at labelled row {bad[0]}"
+        )
     if (P < 0).any(): raise MetricsError("proba: negative probabilities; pass probabilities, not logits")
     s = P.sum(1)
-    if np.abs(s - 1).max() > 1e-3: raise MetricsError(f"proba: rows must sum to 1, max |sum - 1| = {np.abs(s - 1).max():.3g}; apply softmax first")
+    if np.abs(s - 1).max() > 1e-3:
+        raise MetricsError(f"proba: rows must sum to 1, max |sum - 1| = {np.abs(s - 1).max():.3g}; apply softmax first")
     P = P / s[:, None]
     idx = np.full(y.size, -1)
     for k, c in enumerate(classes.astype(np.float64)): idx[y == c] = k
@@ -320,13 +394,23 @@ def classification_metrics(y_true,          # realized labels (values of `classe
     onehot = np.eye(K)[y]
     bins = calibration_bins(classes[y], P, classes, n_bins)
     names = [str(c) for c in classes.tolist()]
-    return {'n': int(n), 'classes': classes.tolist(), 'accuracy': float((pred == y).mean()),
-            'balanced_accuracy': float(rec[support > 0].mean()),
-            'precision': dict(zip(names, prec.tolist())), 'recall': dict(zip(names, rec.tolist())), 'f1': dict(zip(names, f1.tolist())),
-            'support': dict(zip(names, support.tolist())), 'macro_f1': float(f1.mean()), 'mcc': mcc(cm),
-            'confusion': cm.tolist(), 'brier': float(((P - onehot) ** 2).sum(1).mean()),
-            'log_loss': float(-np.log(np.clip(P[np.arange(n), y], 1e-15, 1)).mean()),
-            'ece': ece(bins), 'reliability': bins.to_dict(as_series=False)}
+    return {
+        'n': int(n),
+        'classes': classes.tolist(),
+        'accuracy': float((pred == y).mean()),
+        'balanced_accuracy': float(rec[support > 0].mean()),
+        'precision': dict(zip(names, prec.tolist())),
+        'recall': dict(zip(names, rec.tolist())),
+        'f1': dict(zip(names, f1.tolist())),
+        'support': dict(zip(names, support.tolist())),
+        'macro_f1': float(f1.mean()),
+        'mcc': mcc(cm),
+        'confusion': cm.tolist(),
+        'brier': float(((P - onehot) ** 2).sum(1).mean()),
+        'log_loss': float(-np.log(np.clip(P[np.arange(n), y], 1e-15, 1)).mean()),
+        'ece': ece(bins),
+        'reliability': bins.to_dict(as_series=False),
+    }
 
 # %% ../nbs/41_metrics.ipynb #59e874f6
 MODEL_KEYS = ('encoder', 'params_hash', 'seed', 'split')
@@ -338,7 +422,8 @@ def _panel(df: pl.DataFrame, pred: str, target: str, what: str) -> pl.DataFrame:
     miss = [c for c in ('timestamp', pred, target) if c not in df.columns]
     if miss: raise MetricsError(f"{what}: prediction frame lacks column(s) {', '.join(miss)}")
     bad = df.filter(~pl.col(pred).is_finite().fill_null(False)).height
-    if bad: raise MetricsError(f"{what}: {bad} row(s) with a missing or infinite `{pred}`; every row needs a finite signal")
+    if bad:
+        raise MetricsError(f"{what}: {bad} row(s) with a missing or infinite `{pred}`; every row needs a finite signal")
     return df.filter(pl.col(target).is_finite().fill_null(False))
 
 def ic_by_date(preds: pl.DataFrame,                 # prediction frame (timestamp, symbol, prediction, fwd_return, model keys)
@@ -358,17 +443,33 @@ def ic_summary(ic: pl.DataFrame) -> pl.DataFrame:
     "Per model: dates, IC mean, std, ICIR, its t-statistic and share of positive-IC dates."
     g = _keys(ic, extra=())
     x = pl.col('ic').drop_nulls()
-    agg = [x.len().alias('n_dates'), x.mean().alias('ic_mean'), x.std(ddof=1).alias('ic_std'), (x > 0).mean().alias('ic_positive')]
+    agg = [
+        x.len().alias('n_dates'),
+        x.mean().alias('ic_mean'),
+        x.std(ddof=1).alias('ic_std'),
+        (x > 0).mean().alias('ic_positive'),
+    ]
     out = ic.group_by(g).agg(agg).sort(g) if g else ic.select(agg)
-    return out.with_columns(icir=pl.col('ic_mean') / pl.col('ic_std')).with_columns(ic_t=pl.col('icir') * pl.col('n_dates').cast(pl.Float64).sqrt())
+    return out.with_columns(icir=pl.col('ic_mean') / pl.col('ic_std')).with_columns(
+        ic_t=pl.col('icir') * pl.col('n_dates').cast(pl.Float64).sqrt()
+    )
 
-def quantile_returns(preds: pl.DataFrame, n_quantiles: int = 5, pred: str = 'prediction', target: str = 'fwd_return') -> pl.DataFrame:
+
+def quantile_returns(
+    preds: pl.DataFrame, n_quantiles: int = 5, pred: str = 'prediction', target: str = 'fwd_return'
+) -> pl.DataFrame:
     "Mean realized forward return per prediction quantile (1 = lowest) per model and timestamp."
     g = _keys(preds) + ['timestamp']
     d = _panel(preds, pred, target, 'quantile_returns')
     d = d.with_columns(__n=pl.len().over(g)).filter(pl.col('__n') >= n_quantiles)
-    d = d.with_columns(quantile=(pl.col(pred).rank('average').over(g) * n_quantiles / pl.col('__n')).ceil().clip(1, n_quantiles).cast(pl.Int32))
+    d = d.with_columns(
+        quantile=(pl.col(pred).rank('average').over(g) * n_quantiles / pl.col('__n'))
+        .ceil()
+        .clip(1, n_quantiles)
+        .cast(pl.Int32)
+    )
     return d.group_by(g + ['quantile']).agg(n=pl.len(), mean_return=pl.col(target).mean()).sort(g + ['quantile'])
+
 
 def quantile_spread(qr: pl.DataFrame) -> pl.DataFrame:
     "Top-minus-bottom quantile mean forward return per model and timestamp (from `quantile_returns`)."
@@ -377,7 +478,10 @@ def quantile_spread(qr: pl.DataFrame) -> pl.DataFrame:
     return (qr.group_by(g).agg(spread=pl.col('mean_return').filter(pl.col('quantile') == top).first()
                                        - pl.col('mean_return').filter(pl.col('quantile') == 1).first()).sort(g))
 
-def top_k_precision(preds: pl.DataFrame, k: int = 5, pred: str = 'prediction', target: str = 'fwd_return') -> pl.DataFrame:
+
+def top_k_precision(
+    preds: pl.DataFrame, k: int = 5, pred: str = 'prediction', target: str = 'fwd_return'
+) -> pl.DataFrame:
     "Per model and timestamp: share of the k top-ranked predictions that are among the k best realized returns, and k / n."
     g = _keys(preds) + ['timestamp']
     d = _panel(preds, pred, target, 'top_k_precision')
@@ -409,8 +513,15 @@ def prediction_metrics(preds: pl.DataFrame, n_bins: int = 10, min_symbols: int =
         lab = d.filter(pl.col('fwd_return').is_finite().fill_null(False))
         s, y = np.sign(lab['prediction'].to_numpy()), np.sign(lab['fwd_return'].to_numpy())
         both = (s != 0) & (y != 0)
-        r |= {'n': d.height, 'direction_accuracy': float((s[both] == y[both]).mean()) if both.any() else None,
-              'ts_ic': lab.select(pl.corr(pl.col('prediction').rank('average'), pl.col('fwd_return').rank('average'))).item() if lab.height > 2 else None}
+        r |= {
+            'n': d.height,
+            'direction_accuracy': float((s[both] == y[both]).mean()) if both.any() else None,
+            'ts_ic': (
+                lab.select(pl.corr(pl.col('prediction').rank('average'), pl.col('fwd_return').rank('average'))).item()
+                if lab.height > 2
+                else None
+            ),
+        }
         has_p = bool(pcols) and d.select(pl.any_horizontal(pl.col(pcols).is_not_null()).any()).item()   # a stitched frame: other models' rows have null probs
         if has_p and 'label' in d.columns and d['label'].drop_nulls().drop_nans().len():
             cm = classification_metrics(d['label'], d.select(pcols), classes, n_bins)

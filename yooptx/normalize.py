@@ -40,7 +40,8 @@ def row_indices(rows, n: int, what: str = 'rows', error=None, allow_empty: bool 
     if r.dtype == bool:
         if r.shape != (n,): raise error(f"{what}: boolean mask of length {r.shape[0]} for a frame of {n} rows")
         return np.flatnonzero(r)
-    if r.size and not np.issubdtype(r.dtype, np.integer): raise error(f"{what}: expected integer row indices, got dtype {r.dtype}")
+    if r.size and not np.issubdtype(r.dtype, np.integer):
+        raise error(f"{what}: expected integer row indices, got dtype {r.dtype}")
     r = r.astype(np.int64).ravel()
     if r.size and (r.min() < 0 or r.max() >= n):
         raise error(f"{what}: row indices must lie in [0, {n}); got min {r.min()}, max {r.max()}")
@@ -60,9 +61,13 @@ def _stats_exprs(cols: list[str], method: str) -> list[pl.Expr]:
     for c in cols:
         x = pl.col(c)
         if method == 'robust':
-            out += [x.median().alias(f'{c}__center'), (x.quantile(0.75, 'linear') - x.quantile(0.25, 'linear')).alias(f'{c}__iqr'),
-                    (x - x.median()).abs().median().alias(f'{c}__mad')]
-        else: out += [x.mean().alias(f'{c}__center'), x.std(ddof=0).alias(f'{c}__std')]
+            out += [
+                x.median().alias(f'{c}__center'),
+                (x.quantile(0.75, 'linear') - x.quantile(0.25, 'linear')).alias(f'{c}__iqr'),
+                (x - x.median()).abs().median().alias(f'{c}__mad'),
+            ]
+        else:
+            out += [x.mean().alias(f'{c}__center'), x.std(ddof=0).alias(f'{c}__std')]
     return out
 
 class Normalizer:
@@ -72,10 +77,17 @@ class Normalizer:
                  per_symbol: bool = False,                        # one set of statistics per symbol (else pooled)
                  clip: float | None = 5.0,                        # clip transformed values to ±clip (None: no clip)
                  nan: Literal['zero', 'keep'] = 'zero'):          # missing values: 0 plus an `observed` column, or keep null
-        if method not in ('robust', 'zscore'): raise NormalizerError(f"method={method!r}: expected 'robust' or 'zscore'")
+        if method not in ('robust', 'zscore'):
+            raise NormalizerError(f"method={method!r}: expected 'robust' or 'zscore'")
         if nan not in ('zero', 'keep'): raise NormalizerError(f"nan={nan!r}: expected 'zero' or 'keep'")
-        if clip is not None and not clip > 0: raise NormalizerError(f"clip={clip!r}: expected a positive number or None")
-        self.method, self.per_symbol, self.clip, self.nan = method, bool(per_symbol), (None if clip is None else float(clip)), nan
+        if clip is not None and not clip > 0:
+            raise NormalizerError(f"clip={clip!r}: expected a positive number or None")
+        self.method, self.per_symbol, self.clip, self.nan = (
+            method,
+            bool(per_symbol),
+            (None if clip is None else float(clip)),
+            nan,
+        )
         self.features: list[str] | None = None
         self.stats: dict[str, dict] = {}   # group (POOLED or symbol) -> {'center': [...], 'scale': [...], 'constant': [...], 'n': int}
         self.n_fit_rows = 0
@@ -87,7 +99,8 @@ class Normalizer:
             if self.method == 'robust':
                 iqr, mad = agg[f'{c}__iqr'], agg[f'{c}__mad']
                 s = iqr / 1.349 if iqr is not None and iqr > 0 else (1.4826 * mad if mad is not None else None)
-            else: s = agg[f'{c}__std']
+            else:
+                s = agg[f'{c}__std']
             if m is None or not np.isfinite(m): m, s = 0.0, None
             # a scale that is 0 or round-off small would blow noise up to ±clip: treat the feature as constant
             if s is None or not np.isfinite(s) or s <= 1e-12 * max(1.0, abs(m)): s = 1.0; const.append(c)
@@ -101,11 +114,14 @@ class Normalizer:
         self.features = feature_columns(features)
         if not self.features: raise NormalizerError("features frame has no feature columns to normalize")
         r = row_indices(rows, features.height, 'fit rows')
-        sub = features[r].select(*(['symbol'] if 'symbol' in features.columns else []), *[_clean(c) for c in self.features])
+        sub = features[r].select(
+            *(['symbol'] if 'symbol' in features.columns else []), *[_clean(c) for c in self.features]
+        )
         exprs = _stats_exprs(self.features, self.method)
         self.stats = {POOLED: self._group_stats(sub.select(exprs).row(0, named=True))}
         if self.per_symbol:
-            if 'symbol' not in sub.columns: raise NormalizerError("per_symbol=True needs a 'symbol' column in the features frame")
+            if 'symbol' not in sub.columns:
+                raise NormalizerError("per_symbol=True needs a 'symbol' column in the features frame")
             pooled = self.stats[POOLED]
             for g in sub.group_by('symbol').agg(exprs).sort('symbol').iter_rows(named=True):
                 st = self._group_stats(g)
@@ -119,7 +135,8 @@ class Normalizer:
         return self
 
     @property
-    def fitted(self) -> bool: return self.features is not None
+    def fitted(self) -> bool:
+        return self.features is not None
 
     @property
     def constant(self) -> dict[str, list[str]]:
@@ -128,15 +145,26 @@ class Normalizer:
 
     def check_features(self, features: pl.DataFrame) -> list[str]:
         "Raise `NormalizerError` naming missing/extra features unless `features` has exactly the fitted ones."
-        if not self.fitted: raise NormalizerError("normalizer is not fitted: call .fit(features, train_rows) or Normalizer.from_json(path)")
+        if not self.fitted:
+            raise NormalizerError(
+                "normalizer is not fitted: call .fit(features, train_rows) or Normalizer.from_json(path)"
+            )
         have = feature_columns(features)
         missing = [c for c in self.features if c not in have]; extra = [c for c in have if c not in self.features]
         if missing or extra:
             raise NormalizerError(
                 "features do not match the fitted normalizer: "
-                + '; '.join(p for p in (f"missing {missing} (fitted, not in frame)" if missing else '',
-                                        f"extra {extra} (in frame, not fitted)" if extra else '') if p)
-                + f". The normalizer was fit on {len(self.features)} features {self.features}: build those same features, or refit.")
+                + '; '.join(
+                    p
+                    for p in (
+                        f"missing {missing} (fitted, not in frame)" if missing else '',
+                        f"extra {extra} (in frame, not fitted)" if extra else '',
+                    )
+                    if p
+                )
+                + f". The normalizer was fit on {len(self.features)} features {self.features}: build those same"
+                " features, or refit."
+            )
         return have
 
     def _expr(self, c: str, j: int, use_symbol: bool) -> pl.Expr:
@@ -144,10 +172,15 @@ class Normalizer:
         x = _clean(c)
         if use_symbol:
             syms = [g for g in self.stats if g != POOLED]
-            ctr = pl.col('symbol').replace_strict(syms, [self.stats[g]['center'][j] for g in syms], default=p['center'][j], return_dtype=pl.Float64)
-            scl = pl.col('symbol').replace_strict(syms, [self.stats[g]['scale'][j] for g in syms], default=p['scale'][j], return_dtype=pl.Float64)
+            ctr = pl.col('symbol').replace_strict(
+                syms, [self.stats[g]['center'][j] for g in syms], default=p['center'][j], return_dtype=pl.Float64
+            )
+            scl = pl.col('symbol').replace_strict(
+                syms, [self.stats[g]['scale'][j] for g in syms], default=p['scale'][j], return_dtype=pl.Float64
+            )
             z = (x - ctr) / scl
-        else: z = (x - p['center'][j]) / p['scale'][j]
+        else:
+            z = (x - p['center'][j]) / p['scale'][j]
         if self.clip is not None: z = z.clip(-self.clip, self.clip)
         return z.alias(c)
 
@@ -168,10 +201,28 @@ class Normalizer:
 
     def summary(self) -> pl.DataFrame:
         "One row per (group, feature): centre, scale, constant flag, training rows."
-        return pl.DataFrame([{'group': g, 'feature': c, 'center': s['center'][j], 'scale': s['scale'][j],
-                              'constant': c in s['constant'], 'n': s['n']}
-                             for g, s in self.stats.items() for j, c in enumerate(self.features or [])],
-                            schema={'group': pl.Utf8, 'feature': pl.Utf8, 'center': pl.Float64, 'scale': pl.Float64, 'constant': pl.Boolean, 'n': pl.Int64})
+        return pl.DataFrame(
+            [
+                {
+                    'group': g,
+                    'feature': c,
+                    'center': s['center'][j],
+                    'scale': s['scale'][j],
+                    'constant': c in s['constant'],
+                    'n': s['n'],
+                }
+                for g, s in self.stats.items()
+                for j, c in enumerate(self.features or [])
+            ],
+            schema={
+                'group': pl.Utf8,
+                'feature': pl.Utf8,
+                'center': pl.Float64,
+                'scale': pl.Float64,
+                'constant': pl.Boolean,
+                'n': pl.Int64,
+            },
+        )
 
     def to_dict(self) -> dict:
         "Plain-dict form (what `to_json` writes)."
@@ -190,15 +241,22 @@ class Normalizer:
         if not isinstance(d, dict) or d.get('kind') != 'yooptx.normalize.Normalizer':
             raise NormalizerError(f"{source}: not a yooptx normalizer (no kind 'yooptx.normalize.Normalizer')")
         if d.get('version') != NORMALIZER_VERSION:
-            raise NormalizerError(f"{source}: normalizer format version {d.get('version')!r}; this yooptx reads version {NORMALIZER_VERSION}")
+            raise NormalizerError(
+                f"{source}: normalizer format version {d.get('version')!r}; this yooptx reads version"
+                f" {NORMALIZER_VERSION}"
+            )
         try:
             n = cls(d['method'], d['per_symbol'], d['clip'], d['nan'])
             n.features, n.n_fit_rows = list(d['features']), int(d['n_fit_rows'])
             n.stats = {g: {'center': [float(v) for v in s['center']], 'scale': [float(v) for v in s['scale']],
                            'constant': list(s['constant']), 'n': int(s['n'])} for g, s in d['stats'].items()}
-        except KeyError as e: raise NormalizerError(f"{source}: missing key {e.args[0]!r}") from None
-        bad = [g for g, s in n.stats.items() if len(s['center']) != len(n.features) or len(s['scale']) != len(n.features)]
-        if bad or POOLED not in n.stats: raise NormalizerError(f"{source}: statistics do not match the feature list (groups {bad or [POOLED]})")
+        except KeyError as e:
+            raise NormalizerError(f"{source}: missing key {e.args[0]!r}") from None
+        bad = [
+            g for g, s in n.stats.items() if len(s['center']) != len(n.features) or len(s['scale']) != len(n.features)
+        ]
+        if bad or POOLED not in n.stats:
+            raise NormalizerError(f"{source}: statistics do not match the feature list (groups {bad or [POOLED]})")
         return n
 
     @classmethod
@@ -206,15 +264,21 @@ class Normalizer:
         "Load a normalizer written by `to_json`."
         path = Path(path)
         if not path.exists(): raise NormalizerError(f"no normalizer file at {path}")
-        try: d = json.loads(path.read_text())
+        try:d = json.loads(path.read_text())
         except json.JSONDecodeError as e: raise NormalizerError(f"{path}: not valid JSON ({e})") from None
         return cls.from_dict(d, str(path))
 
     def __repr__(self):
-        if not self.fitted: return f"Normalizer({self.method}, per_symbol={self.per_symbol}, clip={self.clip}, nan={self.nan!r}; not fitted)"
+        if not self.fitted:
+            return (
+                f"Normalizer({self.method}, per_symbol={self.per_symbol}, clip={self.clip}, nan={self.nan!r}; not"
+                " fitted)"
+            )
         nc = sum(len(v) for v in self.constant.values())
-        return (f"Normalizer({self.method}, per_symbol={self.per_symbol}, clip={self.clip}, nan={self.nan!r}; "
-                f"{len(self.features)} features, {self.n_fit_rows:,} fit rows, {len(self.stats)} group(s), {nc} constant)")
+        return (
+            f"Normalizer({self.method}, per_symbol={self.per_symbol}, clip={self.clip}, nan={self.nan!r}; "
+            f"{len(self.features)} features, {self.n_fit_rows:,} fit rows, {len(self.stats)} group(s), {nc} constant)"
+        )
 
 # %% ../nbs/13_normalize.ipynb #99e843af
 def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -235,11 +299,18 @@ def prescreen(features: pl.DataFrame,         # timestamp, symbol, feature colum
     "Variance filter and Spearman IC of each feature with the label on training `rows` only: (kept names, table)."
     names = feature_columns(features)
     if labels.height != features.height:
-        raise NormalizerError(f"prescreen: features have {features.height} rows, labels {labels.height}; they must be the same rows in the same order")
-    if label not in labels.columns: raise NormalizerError(f"prescreen: no label column {label!r} in labels (columns: {', '.join(labels.columns)})")
+        raise NormalizerError(
+            f"prescreen: features have {features.height} rows, labels {labels.height}; they must be the same rows in"
+            " the same order"
+        )
+    if label not in labels.columns:
+        raise NormalizerError(f"prescreen: no label column {label!r} in labels (columns: {', '.join(labels.columns)})")
     for k in ('timestamp', 'symbol'):
         if k in features.columns and k in labels.columns and not features[k].equals(labels[k]):
-            raise NormalizerError(f"prescreen: features and labels differ in their {k!r} column; they must be the same rows in the same order")
+            raise NormalizerError(
+                f"prescreen: features and labels differ in their {k!r} column; they must be the same rows in the same"
+                " order"
+            )
     if top_k is not None and top_k < 1: raise NormalizerError(f"prescreen: top_k={top_k} must be >= 1 or None")
     r = row_indices(rows, features.height, 'prescreen rows')
     sub = features[r].select([_clean(c) for c in names])
@@ -251,9 +322,9 @@ def prescreen(features: pl.DataFrame,         # timestamp, symbol, feature colum
         n = int(ok.sum())
         var = float(x[ok].var()) if n else None
         ic = _spearman(x, y) if n and var > min_variance else None
-        if n == 0: reason = 'no values on rows'
-        elif var < min_variance: reason = f"variance {var:.3g} < min_variance {min_variance:g}"
-        elif min_abs_ic is not None and abs(ic or 0.0) < min_abs_ic: reason = f"|ic| {abs(ic or 0.0):.3g} < min_abs_ic {min_abs_ic:g}"
+        if n == 0:reason = 'no values on rows'
+        elif var < min_variance:reason = f"variance {var:.3g} < min_variance {min_variance:g}"
+        elif min_abs_ic is not None and abs(ic or 0.0) < min_abs_ic:reason = f"|ic| {abs(ic or 0.0):.3g} < min_abs_ic {min_abs_ic:g}"
         else: reason = 'kept'
         recs.append({'feature': c, 'n': n, 'variance': var, 'ic': ic, 'kept': reason == 'kept', 'reason': reason})
     if top_k is not None:

@@ -37,9 +37,13 @@ def _row_desc(df: pl.DataFrame, i: int) -> str:
 
 def validate_predictions(df: pl.DataFrame, what: str = 'predictions') -> pl.DataFrame:
     "`df` checked against the prediction-frame contract and cast to its dtypes; raises `PredictionError` naming the problem."
-    if not isinstance(df, pl.DataFrame): raise PredictionError(f"{what}: expected a polars DataFrame, got {type(df).__name__}")
+    if not isinstance(df, pl.DataFrame):
+        raise PredictionError(f"{what}: expected a polars DataFrame, got {type(df).__name__}")
     miss = [c for c in PRED_COLUMNS if c not in df.columns]
-    if miss: raise PredictionError(f"{what} lack column(s) {', '.join(miss)}; the prediction frame needs {', '.join(PRED_COLUMNS)}")
+    if miss:
+        raise PredictionError(
+            f"{what} lack column(s) {', '.join(miss)}; the prediction frame needs {', '.join(PRED_COLUMNS)}"
+        )
     try:
         casts = [pl.col(c).cast(t) for c, t in PRED_SCHEMA.items() if df.schema[c] != t and c != 'timestamp']
         ts = df.schema['timestamp']
@@ -47,24 +51,40 @@ def validate_predictions(df: pl.DataFrame, what: str = 'predictions') -> pl.Data
         if ts != PRED_SCHEMA['timestamp']:
             e = pl.col('timestamp').dt.cast_time_unit('us')
             casts.append((e.dt.replace_time_zone('UTC') if ts.time_zone is None else e.dt.convert_time_zone('UTC')))
-        extra = [pl.col(c).cast(pl.Float64) for c in df.columns if c.startswith(('prob_', 'q_')) and df.schema[c] != pl.Float64]
+        extra = [
+            pl.col(c).cast(pl.Float64)
+            for c in df.columns
+            if c.startswith(('prob_', 'q_')) and df.schema[c] != pl.Float64
+        ]
         df = df.with_columns(casts + extra) if casts or extra else df
-    except pl.exceptions.InvalidOperationError as e: raise PredictionError(f"{what}: a column has the wrong type ({e})")
+    except pl.exceptions.InvalidOperationError as e:
+        raise PredictionError(f"{what}: a column has the wrong type ({e})")
     for c in ('timestamp', 'symbol', 'fold', 'seed', 'encoder', 'params_hash', 'split'):
-        if df[c].null_count(): raise PredictionError(f"{what}.{c} has {df[c].null_count()} null value(s); key columns must be filled")
+        if df[c].null_count():
+            raise PredictionError(f"{what}.{c} has {df[c].null_count()} null value(s); key columns must be filled")
     bad = df.select((~pl.col('prediction').is_finite()).fill_null(True).arg_true())['prediction']
-    if bad.len(): raise PredictionError(f"{what}: {bad.len()} prediction(s) are null/NaN/inf, first at {_row_desc(df, bad[0])}; "
-                                        f"a model must emit a finite signal for every row (0 = no view)")
+    if bad.len():
+        raise PredictionError(
+            f"{what}: {bad.len()} prediction(s) are null/NaN/inf, first at {_row_desc(df, bad[0])}; "
+            "a model must emit a finite signal for every row (0 = no view)"
+        )
     odd = df.filter(~pl.col('split').is_in(SPLITS))
-    if odd.height: raise PredictionError(f"{what}.split: unknown value {odd['split'][0]!r}; allowed: {', '.join(SPLITS)}")
+    if odd.height:
+        raise PredictionError(f"{what}.split: unknown value {odd['split'][0]!r}; allowed: {', '.join(SPLITS)}")
     dup = df.select(pl.struct(list(PRED_KEY)).is_duplicated().arg_true().alias('i'))['i']
-    if dup.len(): raise PredictionError(f"{what}: {dup.len()} rows share their key with another row, first {_row_desc(df, dup[0])}; "
-                                        f"one row per (encoder, params_hash, seed, split, fold, symbol, timestamp)")
+    if dup.len():
+        raise PredictionError(
+            f"{what}: {dup.len()} rows share their key with another row, first {_row_desc(df, dup[0])}; "
+            "one row per (encoder, params_hash, seed, split, fold, symbol, timestamp)"
+        )
     # validation windows of neighbouring folds may overlap in time; test blocks tile it, so a test bar belongs to one fold
     t = df.with_row_index('_i').filter(pl.col('split') == 'test')
     dup = t.filter(pl.struct(list(TEST_KEY)).is_duplicated())['_i']
-    if dup.len(): raise PredictionError(f"{what}: {dup.len()} test rows appear in more than one fold, first {_row_desc(df, dup[0])}; "
-                                        f"test blocks must not overlap (a bug upstream)")
+    if dup.len():
+        raise PredictionError(
+            f"{what}: {dup.len()} test rows appear in more than one fold, first {_row_desc(df, dup[0])}; "
+            "test blocks must not overlap (a bug upstream)"
+        )
     return df
 
 # %% ../nbs/16_predictions.ipynb #03338e99
@@ -73,7 +93,9 @@ def stitch(frames: list[pl.DataFrame] | pl.DataFrame) -> pl.DataFrame:
     if isinstance(frames, pl.DataFrame): frames = [frames]
     frames = [validate_predictions(f, f'predictions[{i}]') for i, f in enumerate(frames) if f is not None and f.height]
     if not frames: return pl.DataFrame(schema=PRED_SCHEMA)
-    return validate_predictions(pl.concat(frames, how='diagonal_relaxed'), 'stitched predictions').sort(['encoder', 'params_hash', 'seed', 'split', 'symbol', 'timestamp', 'fold'])
+    return validate_predictions(pl.concat(frames, how='diagonal_relaxed'), 'stitched predictions').sort(
+        ['encoder', 'params_hash', 'seed', 'split', 'symbol', 'timestamp', 'fold']
+    )
 
 def test_rows(df: pl.DataFrame) -> pl.DataFrame:
     "The out-of-sample rows (split == 'test') of a prediction frame."

@@ -42,13 +42,25 @@ class QualityReport:
     def to_dict(self) -> dict: return asdict(self) | {'ok': self.ok}
     def to_frame(self) -> pl.DataFrame:
         "One row per finding."
-        return pl.DataFrame([{'check': f.check, 'severity': f.severity, 'count': f.count, 'detail': f.detail,
-                              'examples': '; '.join(f.examples)} for f in self.findings],
-                            schema={'check': pl.Utf8, 'severity': pl.Utf8, 'count': pl.Int64, 'detail': pl.Utf8, 'examples': pl.Utf8})
+        return pl.DataFrame(
+            [
+                {
+                    'check': f.check,
+                    'severity': f.severity,
+                    'count': f.count,
+                    'detail': f.detail,
+                    'examples': '; '.join(f.examples),
+                }
+                for f in self.findings
+            ],
+            schema={'check': pl.Utf8, 'severity': pl.Utf8, 'count': pl.Int64, 'detail': pl.Utf8, 'examples': pl.Utf8},
+        )
     def __str__(self):
-        head = (f"{self.name}: {self.rows:,} bars of {self.freq}, {len(self.symbols)} symbol(s), {self.start} .. {self.end}, "
-                f"calendar {self.calendar}\n{len(self.checks)} checks run; "
-                f"{'no errors' if self.ok else 'ERRORS found'}; {len(self.findings)} finding(s)")
+        head = (
+            f"{self.name}: {self.rows:,} bars of {self.freq}, {len(self.symbols)} symbol(s), {self.start} .."
+            f" {self.end}, calendar {self.calendar}\n{len(self.checks)} checks run;"
+            f" {'no errors' if self.ok else 'ERRORS found'}; {len(self.findings)} finding(s)"
+        )
         lines = [head]
         for f in self.findings:
             lines.append(f"  [{f.severity:7s}] {f.check:16s} {f.count:>8,}  {f.detail}")
@@ -68,9 +80,11 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 def _check_structure(df):
     out = []
     dup = df.filter(pl.struct('symbol', 'timestamp').is_duplicated())
-    if dup.height: out.append(Finding('duplicates', 'error', dup.height, 'rows share a (symbol, timestamp)', examples(dup)))
+    if dup.height:
+        out.append(Finding('duplicates', 'error', dup.height, 'rows share a (symbol, timestamp)', examples(dup)))
     back = df.filter((pl.col('timestamp').diff().over('symbol') < pl.duration(microseconds=0)).fill_null(False))
-    if back.height: out.append(Finding('unsorted', 'error', back.height, 'timestamps go backwards within a symbol', examples(back)))
+    if back.height:
+        out.append(Finding('unsorted', 'error', back.height, 'timestamps go backwards within a symbol', examples(back)))
     return out
 
 def _check_values(df, close_only):
@@ -78,14 +92,22 @@ def _check_values(df, close_only):
     cols = ['close'] if close_only else list(PRICE_COLS)
     bad = pl.any_horizontal([pl.col(c).is_null() | pl.col(c).is_nan() | pl.col(c).is_infinite() for c in cols])
     b = df.filter(bad)
-    if b.height: out.append(Finding('nan_inf', 'error', b.height, f"NaN, inf or missing values in {', '.join(cols)}", examples(b)))
+    if b.height:
+        out.append(
+            Finding('nan_inf', 'error', b.height, f"NaN, inf or missing values in {', '.join(cols)}", examples(b))
+        )
     nonpos = df.filter(pl.any_horizontal([pl.col(c) <= 0 for c in cols]).fill_null(False))
     if nonpos.height: out.append(Finding('nonpositive', 'error', nonpos.height, 'prices <= 0', examples(nonpos)))
     if close_only: return out
     hl = df.filter((pl.col('high') < pl.col('low')).fill_null(False))
     if hl.height: out.append(Finding('ohlc', 'error', hl.height, 'high < low', examples(hl)))
-    oc = df.filter(((pl.max_horizontal('open', 'close') > pl.col('high') * (1 + 1e-9)) |
-                    (pl.min_horizontal('open', 'close') < pl.col('low') * (1 - 1e-9))).fill_null(False) & (pl.col('high') >= pl.col('low')))
+    oc = df.filter(
+        (
+            (pl.max_horizontal('open', 'close') > pl.col('high') * (1 + 1e-9))
+            | (pl.min_horizontal('open', 'close') < pl.col('low') * (1 - 1e-9))
+        ).fill_null(False)
+        & (pl.col('high') >= pl.col('low'))
+    )
     if oc.height: out.append(Finding('ohlc', 'error', oc.height, 'open or close outside [low, high]', examples(oc)))
     return out
 
@@ -101,14 +123,32 @@ def _check_volume(df, close_only, min_zero_run, z_max):
         for s, n in _runs(z):
             if n >= min_zero_run: zero_runs.append(n); ex.append(f"{sym} from {g['timestamp'][s]}: {n} bars")
     if zero_runs:
-        out.append(Finding('zero_volume_runs', 'warning', len(zero_runs),
-                           f"runs of >= {min_zero_run} zero-volume bars (longest {max(zero_runs)}; {n_zero:,} zero-volume bars in all)", ex[:3]))
-    elif n_zero: out.append(Finding('zero_volume_runs', 'info', n_zero, 'isolated zero-volume bars'))
+        out.append(
+            Finding(
+                'zero_volume_runs',
+                'warning',
+                len(zero_runs),
+                f"runs of >= {min_zero_run} zero-volume bars (longest {max(zero_runs)}; {n_zero:,} zero-volume bars in"
+                " all)",
+                ex[:3],
+            )
+        )
+    elif n_zero:
+        out.append(Finding('zero_volume_runs', 'info', n_zero, 'isolated zero-volume bars'))
     lv = pl.col('volume').log1p()
     med = lv.median().over('symbol'); mad = (lv - med).abs().median().over('symbol')
     # a symbol whose volumes barely vary (MAD 0) has no scale to measure anomalies against: skip it
     an = df.filter((pl.col('volume') > 0) & (mad > 0) & (((lv - med) / (1.4826 * mad)).abs() > z_max))
-    if an.height: out.append(Finding('volume_anomaly', 'warning', an.height, f"volume more than {z_max:g} robust SDs from the symbol's median (log scale)", examples(an)))
+    if an.height:
+        out.append(
+            Finding(
+                'volume_anomaly',
+                'warning',
+                an.height,
+                f"volume more than {z_max:g} robust SDs from the symbol's median (log scale)",
+                examples(an),
+            )
+        )
     return out
 
 SPLIT_RATIOS = (2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 20.0, 1.5, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 10, 2 / 3)
@@ -121,7 +161,10 @@ def detect_splits(bars: pl.DataFrame, tol: float = 0.015) -> pl.DataFrame:
     px_now = pl.when(pl.col('open').is_not_null()).then(pl.col('open')).otherwise(pl.col('close'))
     r = bars.select('symbol', 'timestamp', (px_prev / px_now).alias('ratio')).drop_nulls()
     r = r.filter((pl.col('ratio').log().abs() > np.log(1.4)) & pl.col('ratio').is_finite())
-    if r.height == 0: return pl.DataFrame(schema={'symbol': pl.Utf8, 'timestamp': BARS_SCHEMA['timestamp'], 'ratio': pl.Float64, 'factor': pl.Float64})
+    if r.height == 0:
+        return pl.DataFrame(
+            schema={'symbol': pl.Utf8, 'timestamp': BARS_SCHEMA['timestamp'], 'ratio': pl.Float64, 'factor': pl.Float64}
+        )
     f = np.array(SPLIT_RATIOS)
     ratio = r['ratio'].to_numpy()
     j = np.abs(np.log(ratio[:, None] / f[None, :])).argmin(1)
@@ -133,8 +176,19 @@ def _check_splits(df, calendar):
     s = detect_splits(df)
     if s.height == 0: return []
     sev = 'info' if calendar in ('24/7', '24/5') else 'warning'
-    return [Finding('probable_split', sev, s.height, 'price jumps by a common split factor between bars: probably an unadjusted split (adjust with yooptx.quality.adjust)',
-                    [f"{r['symbol']} @ {r['timestamp']}: x{1 / r['factor']:.3g} (ratio {r['ratio']:.3f})" for r in s.head(3).iter_rows(named=True)])]
+    return [
+        Finding(
+            'probable_split',
+            sev,
+            s.height,
+            'price jumps by a common split factor between bars: probably an unadjusted split (adjust with'
+            ' yooptx.quality.adjust)',
+            [
+                f"{r['symbol']} @ {r['timestamp']}: x{1 / r['factor']:.3g} (ratio {r['ratio']:.3f})"
+                for r in s.head(3).iter_rows(named=True)
+            ],
+        )
+    ]
 
 def _check_calendar(df, freq, calendar, max_gap_examples=3):
     out = []
@@ -149,7 +203,15 @@ def _check_calendar(df, freq, calendar, max_gap_examples=3):
         off = (df['timestamp'].dt.epoch('us') - ses['segment_open'].dt.epoch('us')) % step
         grid = df.filter(ses['in_session'] & (off != 0))
         if grid.height:
-            out.append(Finding('off_grid', 'warning', grid.height, f"bars not on the {freq} grid of their session (bar opens must be session open + k x {freq})", examples(grid)))
+            out.append(
+                Finding(
+                    'off_grid',
+                    'warning',
+                    grid.height,
+                    f"bars not on the {freq} grid of their session (bar opens must be session open + k x {freq})",
+                    examples(grid),
+                )
+            )
     n_missing, n_expected, gaps = 0, 0, []
     for (sym,), g in df.group_by('symbol', maintain_order=True):
         ts = g['timestamp'].sort()
@@ -162,9 +224,16 @@ def _check_calendar(df, freq, calendar, max_gap_examples=3):
         for s, n in _runs(m): gaps.append((n, sym, exp[s], exp[s + n - 1]))
     if n_missing:
         gaps.sort(key=lambda x: -x[0])
-        out.append(Finding('gaps', 'warning', n_missing,
-                           f"{n_missing:,} of {n_expected:,} expected {freq} bars are missing ({100 * n_missing / max(n_expected, 1):.2f}%) in {len(gaps):,} gap(s); largest {gaps[0][0]:,} bars",
-                           [f"{sym}: {n:,} bars missing {a} .. {b}" for n, sym, a, b in gaps[:max_gap_examples]]))
+        out.append(
+            Finding(
+                'gaps',
+                'warning',
+                n_missing,
+                f"{n_missing:,} of {n_expected:,} expected {freq} bars are missing"
+                f" ({100 * n_missing / max(n_expected, 1):.2f}%) in {len(gaps):,} gap(s); largest {gaps[0][0]:,} bars",
+                [f"{sym}: {n:,} bars missing {a} .. {b}" for n, sym, a, b in gaps[:max_gap_examples]],
+            )
+        )
     return out
 
 CHECKS = ('duplicates', 'unsorted', 'nan_inf', 'nonpositive', 'ohlc', 'volume', 'zero_volume_runs', 'volume_anomaly',
@@ -174,11 +243,16 @@ def check_bars(bars: pl.DataFrame, freq: str, calendar: str, name: str = 'bars',
                min_zero_run: int = 5, z_max: float = 8.0) -> QualityReport:
     "Run every quality check on `bars` (which may break the contract) and return the report."
     missing = [c for c in BARS_SCHEMA if c not in bars.columns]
-    if missing: raise DataError(f"{name}: missing required column(s) {', '.join(missing)}; columns found: {', '.join(bars.columns)}")
+    if missing:
+        raise DataError(
+            f"{name}: missing required column(s) {', '.join(missing)}; columns found: {', '.join(bars.columns)}"
+        )
     freq_minutes(freq); calendar = calendar_name(calendar)
     if close_only is None: close_only = bars['open'].null_count() == bars.height
     sym = sorted(bars['symbol'].unique().to_list())
-    rep = QualityReport(name, freq, calendar, bars.height, sym, str(bars['timestamp'].min()), str(bars['timestamp'].max()), list(CHECKS))
+    rep = QualityReport(
+        name, freq, calendar, bars.height, sym, str(bars['timestamp'].min()), str(bars['timestamp'].max()), list(CHECKS)
+    )
     rep.findings += _check_structure(bars)
     rep.findings += _check_values(bars, close_only)
     clean = bars.unique(['symbol', 'timestamp'], keep='first').sort('symbol', 'timestamp')
@@ -193,7 +267,9 @@ def adjust(bars: pl.DataFrame, splits: pl.DataFrame | None = None, detect: bool 
     if 'adj_close' in bars.columns and bars['adj_close'].is_not_null().any():
         # symbols without an adjusted close (null) are left as they are
         k = (pl.col('adj_close') / pl.col('close')).fill_nan(None).fill_null(1.0)
-        return bars.with_columns([(pl.col(c) * k).alias(c) for c in PRICE_COLS] + [(pl.col('volume') / k).alias('volume')])
+        return bars.with_columns(
+            [(pl.col(c) * k).alias(c) for c in PRICE_COLS] + [(pl.col('volume') / k).alias('volume')]
+        )
     if splits is None:
         if not detect: return bars
         splits = detect_splits(bars)
@@ -203,6 +279,12 @@ def adjust(bars: pl.DataFrame, splits: pl.DataFrame | None = None, detect: bool 
     # factor = old price / new price; every bar before the event is divided by it
     ev = splits.select('symbol', pl.col('timestamp').cast(BARS_SCHEMA['timestamp']), pl.col('factor').cast(pl.Float64))
     j = bars.select('symbol', 'timestamp').with_row_index('_i').join(ev, on='symbol', how='inner')
-    cum = (j.filter(pl.col('timestamp') < pl.col('timestamp_right')).group_by('_i').agg(pl.col('factor').product().alias('_k')))
+    cum = (
+        j.filter(pl.col('timestamp') < pl.col('timestamp_right'))
+        .group_by('_i')
+        .agg(pl.col('factor').product().alias('_k'))
+    )
     out = bars.with_row_index('_i').join(cum, on='_i', how='left').with_columns(pl.col('_k').fill_null(1.0)).sort('_i')
-    return out.with_columns([(pl.col(c) / pl.col('_k')).alias(c) for c in PRICE_COLS] + [(pl.col('volume') * pl.col('_k')).alias('volume')]).drop('_i', '_k')
+    return out.with_columns(
+        [(pl.col(c) / pl.col('_k')).alias(c) for c in PRICE_COLS] + [(pl.col('volume') * pl.col('_k')).alias('volume')]
+    ).drop('_i', '_k')

@@ -16,13 +16,18 @@ __all__ = ['resample']
 def resample(bars: pl.DataFrame, to: str, calendar: str, source_freq: str | None = None,
              outside: str = 'drop') -> pl.DataFrame:
     "Aggregate `bars` of `source_freq` (inferred if None) up to the coarser bar size `to`, by `calendar`'s sessions."
-    if to not in FREQ_MINUTES: raise DataError(f"unknown resample target {to!r}; known bar sizes: {', '.join(FREQ_MINUTES)}")
+    if to not in FREQ_MINUTES:
+        raise DataError(f"unknown resample target {to!r}; known bar sizes: {', '.join(FREQ_MINUTES)}")
     if outside not in ('drop', 'error'): raise DataError(f"outside={outside!r}: use 'drop' or 'error'")
     cal = calendar_name(calendar)
     src = source_freq or infer_freq(bars['timestamp'])
-    if src is None: raise DataError("cannot resample fewer than two bars: the source bar size is unknown; pass source_freq=")
+    if src is None:
+        raise DataError("cannot resample fewer than two bars: the source bar size is unknown; pass source_freq=")
     if freq_minutes(to) < freq_minutes(src):
-        raise DataError(f"cannot resample {src} bars to {to}: the target is finer than the source; resampling only aggregates (pick one of {', '.join(f for f in FREQ_MINUTES if FREQ_MINUTES[f] >= FREQ_MINUTES[src])})")
+        raise DataError(
+            f"cannot resample {src} bars to {to}: the target is finer than the source; resampling only aggregates (pick"
+            f" one of {', '.join(f for f in FREQ_MINUTES if FREQ_MINUTES[f] >= FREQ_MINUTES[src])})"
+        )
     if to != '1D' and freq_minutes(to) % freq_minutes(src):
         raise DataError(f"cannot resample {src} bars to {to}: {to} is not a whole multiple of {src}")
     if to == src: return bars.clone()
@@ -35,13 +40,17 @@ def resample(bars: pl.DataFrame, to: str, calendar: str, source_freq: str | None
         msg = f"{n_out} of {bars.height} bars lie outside {cal} sessions (e.g. {', '.join(str(x) for x in ex)})"
         if outside == 'error': raise DataError(msg + "; pick the right calendar or drop them")
         warnings.warn(msg + '; dropped from the resampled bars', stacklevel=2)
-    df = bars.with_columns(ses['session'].alias('_session'), ses['segment_open'].alias('_open')).filter(ses['in_session'])
+    df = bars.with_columns(ses['session'].alias('_session'), ses['segment_open'].alias('_open')).filter(
+        ses['in_session']
+    )
     if to == '1D':
         label = pl.col('_session').cast(pl.Datetime('us')).dt.replace_time_zone('UTC')
     else:
         step = freq_minutes(to) * 60_000_000
         off = (pl.col('timestamp').dt.epoch('us') - pl.col('_open').dt.epoch('us'))
-        label = (pl.col('_open').dt.epoch('us') + (off // step) * step).cast(pl.Datetime('us')).dt.replace_time_zone('UTC')
+        label = (
+            (pl.col('_open').dt.epoch('us') + (off // step) * step).cast(pl.Datetime('us')).dt.replace_time_zone('UTC')
+        )
     df = df.with_columns(label.alias('_label'))
     extra = [c for c in bars.columns if c not in BARS_SCHEMA and bars.schema[c].is_numeric()]
     close_only = bars['open'].null_count() == bars.height

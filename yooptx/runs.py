@@ -42,8 +42,12 @@ def git_info(path: Path = REPO_DIR) -> dict:
         return subprocess.run(['git', *a], cwd=path, capture_output=True, text=True, timeout=10).stdout.strip()
     try:
         commit = git('rev-parse', 'HEAD')
-        return {'commit': commit or None, 'dirty': bool(git('status', '--porcelain', '--untracked-files=no')) if commit else None}
-    except (OSError, subprocess.SubprocessError): return {'commit': None, 'dirty': None}
+        return {
+            'commit': commit or None,
+            'dirty': bool(git('status', '--porcelain', '--untracked-files=no')) if commit else None,
+        }
+    except (OSError, subprocess.SubprocessError):
+        return {'commit': None, 'dirty': None}
 
 def machine_info() -> dict:
     "Platform, python, CPU count and CUDA device name of this machine."
@@ -78,7 +82,8 @@ def create_run(config: ExperimentConfig | dict | str,   # the experiment (object
     root = Path(root) if root is not None else runs_dir()
     run_id = run_id or new_run_id()
     run = root / run_id
-    if (run / 'config.yaml').exists(): raise RunError(f"run folder {run} already exists: pick another run_id, or open it with open_run()")
+    if (run / 'config.yaml').exists():
+        raise RunError(f"run folder {run} already exists: pick another run_id, or open it with open_run()")
     run.mkdir(parents=True, exist_ok=True)
     atomic_write(run / 'config.yaml', dump_config(cfg))
     manifest = {'run_id': run_id, 'started': _utc_now(), 'finished': None, 'git': git_info(),
@@ -106,7 +111,8 @@ def config_diff(a, b, prefix: str = '') -> list[str]:
 def read_run_config(run_dir: str | Path) -> ExperimentConfig:
     "The config a run folder was created with."
     p = Path(run_dir) / 'config.yaml'
-    if not p.exists(): raise RunError(f"{run_dir} is not a run folder (no config.yaml): create one with create_run(config)")
+    if not p.exists():
+        raise RunError(f"{run_dir} is not a run folder (no config.yaml): create one with create_run(config)")
     return load_config(p)
 
 def open_run(run_dir: str | Path, config: ExperimentConfig | None = None) -> Path:
@@ -238,8 +244,10 @@ def latest_run(root=None) -> Path:   # folder holding run folders (default `runs
         marks = [d / m for m in RUN_MARKERS if (d / m).is_file()]
         if d.is_dir() and marks: found.append((min(m.stat().st_mtime for m in marks), d.name, d))
     if not found:
-        raise RunError(f"no run folder under {root} is finished (no finished run under it has selection.json or verdict.json): "
-                       f"run `yooptx bakeoff CONFIG` first (or `yooptx demo`), or pass a run folder")
+        raise RunError(
+            f"no run folder under {root} is finished (no finished run under it has selection.json or verdict.json): "
+            "run `yooptx bakeoff CONFIG` first (or `yooptx demo`), or pass a run folder"
+        )
     return max(found)[2]
 
 def resolve_run(run_dir='') -> Path:   # a run folder, or '' / None for `latest_run()`
@@ -273,8 +281,15 @@ def utc_now() -> datetime.datetime: return datetime.datetime.now(datetime.timezo
 
 def trial_row(task: dict, **fields) -> dict:
     "The ledger row of `task` with `fields` set: the keys every trial type shares."
-    return dict(trial_id=task['trial_id'], encoder=task['encoder'], params_hash=task['params_hash'],
-                params=json.dumps(task['params'], sort_keys=True, default=str), fold=int(task['fold']), seed=int(task['seed']), **fields)
+    return dict(
+        trial_id=task['trial_id'],
+        encoder=task['encoder'],
+        params_hash=task['params_hash'],
+        params=json.dumps(task['params'], sort_keys=True, default=str),
+        fold=int(task['fold']),
+        seed=int(task['seed']),
+        **fields,
+    )
 
 def run_trial(task: dict, data, run_dir) -> dict:
     "Run one task through its registered trial function; an exception becomes a 'failed' row naming the error."
@@ -315,16 +330,28 @@ class RunSession:
         "The tasks not yet ok in the ledger."
         done = self.done()
         return [t for t in tasks if t['trial_id'] not in done]
-    def run(self, tasks: Sequence[dict], executor=None, on_row: Callable | None = None, fn: Callable | None = None) -> list[dict]:
+
+    def run(
+        self, tasks: Sequence[dict], executor=None, on_row: Callable | None = None, fn: Callable | None = None
+    ) -> list[dict]:
         "Run the tasks not yet done through `executor` (default in-process) with `fn` (default `run_trial`), appending each row to the ledger as it arrives."
         todo, rows = self.todo(tasks), []
         ex = executor or InProcess()
-        log.info("run %s: %d trials planned, %d already done, %d to run (jobs=%d); %r", self.path.name, len(tasks),
-                 len(tasks) - len(todo), len(todo), ex.jobs, self.data)
+        log.info(
+            "run %s: %d trials planned, %d already done, %d to run (jobs=%d, torch threads per trial=%s); %r",
+            self.path.name,
+            len(tasks),
+            len(tasks) - len(todo),
+            len(todo),
+            ex.jobs,
+            getattr(ex, 'threads', 'default'),
+            self.data,
+        )
         for row in ex.map(fn or run_trial, todo, self.data, self.path):
             self.ledger.append(row); rows.append(row)
             if on_row is not None: on_row(row)
         return rows
+
     def finish(self, **fields) -> dict:
         "Stamp manifest.json with the finish time and `fields`."
         return update_manifest(self.path, finished=utc_now().isoformat(timespec='seconds'), **fields)

@@ -29,7 +29,8 @@ def _as_series(x, what: str) -> pl.Series:
         if 'timestamp' not in x.columns: raise SplitError(f"{what}: the frame has no 'timestamp' column")
         x = x['timestamp']
     s = x if isinstance(x, pl.Series) else pl.Series(what, x)
-    if not (s.dtype.is_temporal() or s.dtype.is_integer()): raise SplitError(f"{what}: expected datetimes or integers, got {s.dtype}")
+    if not (s.dtype.is_temporal() or s.dtype.is_integer()):
+        raise SplitError(f"{what}: expected datetimes or integers, got {s.dtype}")
     return s
 
 def _grid(timestamps):
@@ -48,16 +49,24 @@ def _window_end(t, grid, pos, dtype, horizon: int, label_end) -> np.ndarray:
         if counts.min() != counts.max():
             # symbols with gaps (or different calendars): `horizon` grid steps can be fewer than `horizon` of a
             # symbol's own bars, so a grid-counted purge would leave label windows reaching into val/test
-            raise SplitError(f"timestamps repeat unevenly ({counts.min()} to {counts.max()} rows per time): a panel whose symbols have gaps "
-                             f"cannot be purged by counting {horizon} grid bars; pass label_end=labels['label_end']")
+            raise SplitError(
+                f"timestamps repeat unevenly ({counts.min()} to {counts.max()} rows per time): a panel whose symbols"
+                f" have gaps cannot be purged by counting {horizon} grid bars; pass label_end=labels['label_end']"
+            )
         j = pos + horizon
         return np.where(j < len(grid), grid[np.minimum(j, len(grid) - 1)], _MAX)
     le = _as_series(label_end, 'label_end')
-    if le.len() != len(t): raise SplitError(f"label_end has {le.len()} values for {len(t)} timestamps: pass the labels frame's label_end column")
+    if le.len() != len(t):
+        raise SplitError(
+            f"label_end has {le.len()} values for {len(t)} timestamps: pass the labels frame's label_end column"
+        )
     le = le.cast(dtype) if dtype != le.dtype else le
     end = le.cast(pl.Int64).fill_null(_MAX).to_numpy()
     bad = int((end < t).sum())
-    if bad: raise SplitError(f"label_end: {bad} row(s) end before their own timestamp; label_end must be the LAST bar a label uses")
+    if bad:
+        raise SplitError(
+            f"label_end: {bad} row(s) end before their own timestamp; label_end must be the LAST bar a label uses"
+        )
     return end
 
 def _time(v: int | None, dtype):
@@ -87,13 +96,18 @@ class Fold:
     @property
     def n_embargoed(self) -> int: return len(self.embargoed)
     def __repr__(self):
-        return (f"Fold({self.fold}: train {len(self.train)} rows {self.train_start}..{self.train_end}, val {len(self.val)}, "
-                f"test {len(self.test)} rows {self.test_start}..{self.test_end}, purged {self.n_purged}, embargoed {self.n_embargoed})")
+        return (
+            f"Fold({self.fold}: train {len(self.train)} rows {self.train_start}..{self.train_end}, val {len(self.val)},"
+            f" test {len(self.test)} rows {self.test_start}..{self.test_end}, purged {self.n_purged}, embargoed"
+            f" {self.n_embargoed})"
+        )
 
 def _fold(k, t, dtype, train, val, test, purged, embargoed, groups=()) -> Fold:
     b = lambda m: (_time(t[m].min(), dtype), _time(t[m].max(), dtype)) if m.any() else (None, None)
     idx = lambda m: np.flatnonzero(m).astype(np.int64)
-    return Fold(k, idx(train), idx(val), idx(test), idx(purged), idx(embargoed), *b(train), *b(val), *b(test), tuple(groups))
+    return Fold(
+        k, idx(train), idx(val), idx(test), idx(purged), idx(embargoed), *b(train), *b(val), *b(test), tuple(groups)
+    )
 
 # %% ../nbs/12_splits.ipynb #06f34060
 def walk_forward(timestamps,                     # row timestamps of the frame (a panel repeats them)
@@ -171,14 +185,18 @@ def cpcv(timestamps,                 # row timestamps of the frame
     "Combinatorial purged CV: one purged, embargoed split per choice of `n_test_groups` of `n_groups` groups."
     n_groups = _int(n_groups, 'n_groups', 2); n_test_groups = _int(n_test_groups, 'n_test_groups', 1)
     horizon = _int(horizon, 'horizon', 1); embargo = _int(embargo, 'embargo', 0)
-    if n_test_groups >= n_groups: raise SplitError(f"n_test_groups ({n_test_groups}) must be < n_groups ({n_groups}) to leave training data")
+    if n_test_groups >= n_groups:
+        raise SplitError(f"n_test_groups ({n_test_groups}) must be < n_groups ({n_groups}) to leave training data")
     t, grid, pos, dtype = _grid(timestamps)
     T = len(grid)
     if T < n_groups: raise SplitError(f"{T} unique timestamps are too few for {n_groups} groups")
     bounds = [(int(g[0]), int(g[-1]) + 1) for g in np.array_split(np.arange(T), n_groups)]
     shortest = min(b - a for a, b in bounds)
     if horizon >= shortest:
-        raise SplitError(f"horizon {horizon} bars >= the shortest group's {shortest} bars ({T} unique timestamps, {n_groups} groups); use fewer groups or a shorter horizon")
+        raise SplitError(
+            f"horizon {horizon} bars >= the shortest group's {shortest} bars ({T} unique timestamps, {n_groups}"
+            " groups); use fewer groups or a shorter horizon"
+        )
     end = _window_end(t, grid, pos, dtype, horizon, label_end)
     group = np.searchsorted(np.array([b for _, b in bounds]), pos, side='right')   # group id of each row
     folds = []
@@ -195,7 +213,9 @@ def cpcv(timestamps,                 # row timestamps of the frame
         emb &= ~purged
         train = ~test & ~purged & ~emb
         if train.sum() < min_train_rows:
-            raise SplitError(f"split {i} (test groups {gs}): {int(train.sum())} training rows (min_train_rows={min_train_rows})")
+            raise SplitError(
+                f"split {i} (test groups {gs}): {int(train.sum())} training rows (min_train_rows={min_train_rows})"
+            )
         folds.append(_fold(i, t, dtype, train, np.zeros(len(t), bool), test, purged, emb, gs))
     return folds
 
@@ -232,7 +252,13 @@ def save_describe(folds: list[Fold], timestamps, run_dir, name: str = 'folds') -
             'json': atomic_write(run_dir / f'{name}.json', json.dumps(rows, indent=1))}
 
 # %% ../nbs/12_splits.ipynb #7d94de6d
-_SEGMENTS = (('embargo', '#9e9e9e'), ('purge', '#d62728'), ('train', '#1f77b4'), ('val', '#ff7f0e'), ('test', '#2ca02c'))
+_SEGMENTS = (
+    ('embargo', '#9e9e9e'),
+    ('purge', '#d62728'),
+    ('train', '#1f77b4'),
+    ('val', '#ff7f0e'),
+    ('test', '#2ca02c'),
+)
 
 def plot_folds(folds: list[Fold], timestamps, title: str | None = None):
     "Timeline of the folds: one row per fold, segments coloured train/purge/val/test/embargo."
@@ -245,7 +271,8 @@ def plot_folds(folds: list[Fold], timestamps, title: str | None = None):
     xs = {k: [] for k, _ in _SEGMENTS}; ys = {k: [] for k, _ in _SEGMENTS}
     for f in folds:
         code = np.zeros(T, np.int8)
-        for c, rows in enumerate((f.embargoed, f.purged, f.train, f.val, f.test), start=1): code[pos[rows]] = np.maximum(code[pos[rows]], c)
+        for c, rows in enumerate((f.embargoed, f.purged, f.train, f.val, f.test), start=1):
+            code[pos[rows]] = np.maximum(code[pos[rows]], c)
         cut = np.flatnonzero(np.diff(code)) + 1
         y = f"fold {f.fold}" + (f" {f.test_groups}" if f.test_groups else '')
         for a, b in zip(np.r_[0, cut], np.r_[cut, T]):
@@ -253,9 +280,19 @@ def plot_folds(folds: list[Fold], timestamps, title: str | None = None):
             k = _SEGMENTS[code[a] - 1][0]
             xs[k] += [_time(edge[a], dtype), _time(edge[b], dtype), None]; ys[k] += [y, y, None]
     for k, colour in _SEGMENTS:
-        fig.add_trace(go.Scatter(x=xs[k], y=ys[k], mode='lines', name=k, line=dict(color=colour, width=14), connectgaps=False))
-    fig.update_layout(title=title or f"{len(folds)} folds: train / purge / validation / test / embargo",
-                      xaxis_title='time (UTC)' if dtype.is_temporal() else 'bar', yaxis_title='fold',
-                      yaxis=dict(categoryorder='array', categoryarray=[f"fold {f.fold}" + (f" {f.test_groups}" if f.test_groups else '') for f in folds], autorange='reversed'),
-                      height=120 + 40 * len(folds), legend=dict(orientation='h', y=-0.2))
+        fig.add_trace(
+            go.Scatter(x=xs[k], y=ys[k], mode='lines', name=k, line=dict(color=colour, width=14), connectgaps=False)
+        )
+    fig.update_layout(
+        title=title or f"{len(folds)} folds: train / purge / validation / test / embargo",
+        xaxis_title='time (UTC)' if dtype.is_temporal() else 'bar',
+        yaxis_title='fold',
+        yaxis=dict(
+            categoryorder='array',
+            categoryarray=[f"fold {f.fold}" + (f" {f.test_groups}" if f.test_groups else '') for f in folds],
+            autorange='reversed',
+        ),
+        height=120 + 40 * len(folds),
+        legend=dict(orientation='h', y=-0.2),
+    )
     return fig

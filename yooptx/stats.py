@@ -43,13 +43,20 @@ class _Result:
 def _as_1d(x, name: str = 'returns', min_obs: int = MIN_OBS) -> tuple[np.ndarray, int]:
     "`x` as a float64 vector with NaN/nulls dropped, and how many were dropped."
     a = x.to_numpy() if hasattr(x, 'to_numpy') else x
-    try: a = np.asarray(a, dtype=np.float64)
+    try:a = np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as e: raise StatsError(f"{name}: expected numbers, got {type(x).__name__} ({e})") from None
     if a.ndim != 1: raise StatsError(f"{name}: expected a 1-D series, got shape {a.shape}")
-    if np.isinf(a).any(): raise StatsError(f"{name}: {int(np.isinf(a).sum())} infinite value(s); fix the upstream computation (NaN is dropped, inf is not)")
+    if np.isinf(a).any():
+        raise StatsError(
+            f"{name}: {int(np.isinf(a).sum())} infinite value(s); fix the upstream computation (NaN is dropped, inf is"
+            " not)"
+        )
     keep = ~np.isnan(a)
     a = a[keep]
-    if a.size < min_obs: raise StatsError(f"{name}: {a.size} finite value(s) ({int((~keep).sum())} NaN dropped); needs at least {min_obs}")
+    if a.size < min_obs:
+        raise StatsError(
+            f"{name}: {a.size} finite value(s) ({int((~keep).sum())} NaN dropped); needs at least {min_obs}"
+        )
     return a, int((~keep).sum())
 
 def _as_pair(a, b, names=('returns_a', 'returns_b'), min_obs: int = MIN_OBS) -> tuple[np.ndarray, np.ndarray, int]:
@@ -57,9 +64,13 @@ def _as_pair(a, b, names=('returns_a', 'returns_b'), min_obs: int = MIN_OBS) -> 
     x, _ = _as_1d(a, names[0], 0); y, _ = _as_1d(b, names[1], 0)
     xa = np.asarray(a.to_numpy() if hasattr(a, 'to_numpy') else a, np.float64)
     ya = np.asarray(b.to_numpy() if hasattr(b, 'to_numpy') else b, np.float64)
-    if xa.shape != ya.shape: raise StatsError(f"{names[0]} and {names[1]} must be aligned: lengths {xa.size} and {ya.size}")
+    if xa.shape != ya.shape:
+        raise StatsError(f"{names[0]} and {names[1]} must be aligned: lengths {xa.size} and {ya.size}")
     keep = ~(np.isnan(xa) | np.isnan(ya))
-    if keep.sum() < min_obs: raise StatsError(f"{names[0]}/{names[1]}: {int(keep.sum())} time step(s) with both values finite; needs at least {min_obs}")
+    if keep.sum() < min_obs:
+        raise StatsError(
+            f"{names[0]}/{names[1]}: {int(keep.sum())} time step(s) with both values finite; needs at least {min_obs}"
+        )
     return xa[keep], ya[keep], int((~keep).sum())
 
 def sharpe_rows(x: np.ndarray) -> np.ndarray:
@@ -125,7 +136,10 @@ def _sharpe_test(x, n_nan, sr_star, annualization):
 
 def _check_ann(annualization):
     if annualization is not None and not (np.isfinite(annualization) and annualization > 0):
-        raise StatsError(f"annualization={annualization!r}: expected bars per year (> 0), e.g. yooptx.calendars.bars_per_year(calendar, freq), or None")
+        raise StatsError(
+            f"annualization={annualization!r}: expected bars per year (> 0), e.g."
+            " yooptx.calendars.bars_per_year(calendar, freq), or None"
+        )
 
 def probabilistic_sharpe(returns,                     # per-period returns (NaN dropped)
                          sr_benchmark: float = 0.0,   # per-period benchmark Sharpe SR*
@@ -143,10 +157,16 @@ def expected_max_sharpe(n_trials: int,              # number of independent tria
     if isinstance(n_trials, bool) or not float(n_trials).is_integer() or n_trials < 1:
         raise StatsError(f"n_trials={n_trials!r}: expected an integer >= 1 (the ledger's trial count)")
     if not (np.isfinite(trial_sharpe_std) and trial_sharpe_std >= 0):
-        raise StatsError(f"trial_sharpe_std={trial_sharpe_std!r}: expected a finite number >= 0 (per-period Sharpe std across trials)")
+        raise StatsError(
+            f"trial_sharpe_std={trial_sharpe_std!r}: expected a finite number >= 0 (per-period Sharpe std across"
+            " trials)"
+        )
     if n_trials == 1 or trial_sharpe_std == 0: return 0.0
     n = float(n_trials)
-    return float(trial_sharpe_std * ((1 - EULER_GAMMA) * sps.norm.ppf(1 - 1 / n) + EULER_GAMMA * sps.norm.ppf(1 - 1 / (n * math.e))))
+    return float(
+        trial_sharpe_std
+        * ((1 - EULER_GAMMA) * sps.norm.ppf(1 - 1 / n) + EULER_GAMMA * sps.norm.ppf(1 - 1 / (n * math.e)))
+    )
 
 @dataclass(frozen=True)
 class DSRResult(_Result):
@@ -185,7 +205,8 @@ def deflated_sharpe(returns,                 # per-period returns of the selecte
 # %% ../nbs/50_stats.ipynb #d3a3e1b6
 def min_trl_from_moments(sr, skew=0.0, kurtosis=3.0, sr_benchmark=0.0, confidence=0.95) -> float:
     "Minimum track record length (returns) for PSR(`sr_benchmark`) to reach `confidence` (per-period inputs)."
-    if not 0 < confidence < 1: raise StatsError(f"confidence={confidence!r}: expected a probability in (0, 1), e.g. 0.95")
+    if not 0 < confidence < 1:
+        raise StatsError(f"confidence={confidence!r}: expected a probability in (0, 1), e.g. 0.95")
     if not sr > sr_benchmark: return float('inf')
     if not np.isfinite(sr): return 1.0
     v = max(1.0 - skew * sr + (kurtosis - 1.0) / 4.0 * sr**2, 0.0)
@@ -219,7 +240,8 @@ def min_track_record(returns, sr_benchmark: float = 0.0, confidence: float = 0.9
 # %% ../nbs/50_stats.ipynb #cabb4f32
 def required_sharpe(n: float, sr_benchmark: float = 0.0, confidence: float = 0.95) -> float:
     "Per-period Sharpe SR whose MinTRL (normal returns) equals `n`: PSR(`sr_benchmark`) reaches `confidence` with n returns."
-    if not 0 < confidence < 1: raise StatsError(f"confidence={confidence!r}: expected a probability in (0, 1), e.g. 0.95")
+    if not 0 < confidence < 1:
+        raise StatsError(f"confidence={confidence!r}: expected a probability in (0, 1), e.g. 0.95")
     z, m = sps.norm.ppf(confidence), n - 1.0
     a, b, c = m - z * z / 2, -2 * sr_benchmark * m, sr_benchmark * sr_benchmark * m - z * z
     disc = b * b - 4 * a * c
@@ -273,7 +295,9 @@ def _stat_fn(stat) -> tuple[str, Callable]:
     if callable(stat): return getattr(stat, '__name__', 'custom'), stat
     if stat == 'sharpe': return 'sharpe', sharpe_rows
     if stat == 'mean': return 'mean', lambda x: x.mean(-1)
-    raise StatsError(f"stat={stat!r}: expected 'sharpe', 'mean' or a function of a (replicates, time) array returning (replicates,)")
+    raise StatsError(
+        f"stat={stat!r}: expected 'sharpe', 'mean' or a function of a (replicates, time) array returning (replicates,)"
+    )
 
 def _linearized(x, name):
     "The series whose dependence sets the block length of statistic `name`."
@@ -293,15 +317,22 @@ def _replicates(series: list[np.ndarray], fn: Callable, n_boot: int, block: floa
     for i in range(0, n_boot, chunk):
         idx = block_indices(n, min(chunk, n_boot - i), block, rng, scheme)
         v = np.asarray(fn(*[s[idx] for s in series]), np.float64)
-        if v.shape != (idx.shape[0],): raise StatsError(f"stat function returned shape {v.shape} for {idx.shape[0]} replicates; it must reduce the last axis")
+        if v.shape != (idx.shape[0],):
+            raise StatsError(
+                f"stat function returned shape {v.shape} for {idx.shape[0]} replicates; it must reduce the last axis"
+            )
         out.append(v)
     return np.concatenate(out)
 
 def _check_boot(n_boot, level, block, scheme, n):
-    if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 100): raise StatsError(f"n_boot={n_boot!r}: expected an integer >= 100")
+    if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 100):
+        raise StatsError(f"n_boot={n_boot!r}: expected an integer >= 100")
     if not 0 < level < 1: raise StatsError(f"level={level!r}: expected a probability in (0, 1), e.g. 0.95")
     if scheme not in SCHEMES: raise StatsError(f"scheme={scheme!r}: expected one of {', '.join(SCHEMES)}")
-    if block is not None and not (1 <= block <= n): raise StatsError(f"block={block!r}: expected a block length in [1, {n}] (the series length) or None for automatic")
+    if block is not None and not (1 <= block <= n):
+        raise StatsError(
+            f"block={block!r}: expected a block length in [1, {n}] (the series length) or None for automatic"
+        )
 
 # %% ../nbs/50_stats.ipynb #ec471faf
 @dataclass(frozen=True)
@@ -330,7 +361,9 @@ class BootstrapCI(_Result):
 def _bca(x, fn, est, reps, alpha, block):
     "BCa quantile levels from the replicates and a leave-one-block-out jackknife."
     ok = np.isfinite(reps)
-    z0 = sps.norm.ppf(np.clip((np.sum(reps[ok] < est) + 0.5 * np.sum(reps[ok] == est)) / max(ok.sum(), 1), 1e-6, 1 - 1e-6))
+    z0 = sps.norm.ppf(
+        np.clip((np.sum(reps[ok] < est) + 0.5 * np.sum(reps[ok] == est)) / max(ok.sum(), 1), 1e-6, 1 - 1e-6)
+    )
     n = x.size
     groups = np.array_split(np.arange(n), min(n // max(int(round(block)), 1, -(-n // 500)), 500))
     jack = np.array([float(fn(np.delete(x, g)[None])[0]) for g in groups])
@@ -409,15 +442,31 @@ def paired_bootstrap_test(returns_a, returns_b,                     # aligned pe
     sa, sb = (float(np.asarray(fn(v[None])).reshape(-1)[0]) for v in (a, b))
     d = sa - sb
     rule = 'given' if block is not None else 'politis-white'
-    blk = float(block) if block is not None else optimal_block_length(_linearized(a, name) - _linearized(b, name), scheme)
+    blk = (
+        float(block) if block is not None else optimal_block_length(_linearized(a, name) - _linearized(b, name), scheme)
+    )
     reps = _replicates([a, b], lambda x, y: fn(x) - fn(y), n_boot, blk, scheme, seed)
     fin = reps[np.isfinite(reps)]
-    if not np.isfinite(d) or fin.size == 0: p = 0.5 if not d > 0 else 0.0
+    if not np.isfinite(d) or fin.size == 0:p = 0.5 if not d > 0 else 0.0
     else: p = (1 + np.sum(fin - d >= d)) / (1 + fin.size)
     lo, hi = (np.quantile(fin, [(1 - level) / 2, (1 + level) / 2]) if fin.size else (d, d))
-    return PairedTestResult(p_value=float(p), diff=float(d), stat_a=sa, stat_b=sb, low=float(lo), high=float(hi), level=level,
-                            stat=name, scheme=scheme, block=blk, block_rule=rule, n_boot=int(n_boot), n=a.size,
-                            n_nan=n_nan, replicates=reps)
+    return PairedTestResult(
+        p_value=float(p),
+        diff=float(d),
+        stat_a=sa,
+        stat_b=sb,
+        low=float(lo),
+        high=float(hi),
+        level=level,
+        stat=name,
+        scheme=scheme,
+        block=blk,
+        block_rule=rule,
+        n_boot=int(n_boot),
+        n=a.size,
+        n_nan=n_nan,
+        replicates=reps,
+    )
 
 # %% ../nbs/50_stats.ipynb #f353166d
 @dataclass(frozen=True)
@@ -448,14 +497,16 @@ def diebold_mariano(loss_a, loss_b,               # aligned per-period losses of
                     h: int = 1,                   # forecast horizon in bars
                     lags: int | None = None) -> DMResult:   # Newey–West lags; None: h - 1
     "Diebold–Mariano test (Newey–West variance, Harvey–Leybourne–Newbold correction, t(T-1) p-values)."
-    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1: raise StatsError(f"h={h!r}: expected a horizon in bars >= 1")
+    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
+        raise StatsError(f"h={h!r}: expected a horizon in bars >= 1")
     L = h - 1 if lags is None else lags
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 0: raise StatsError(f"lags={lags!r}: expected an integer >= 0 or None (h - 1)")
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 0:
+        raise StatsError(f"lags={lags!r}: expected an integer >= 0 or None (h - 1)")
     a, b, n_nan = _as_pair(loss_a, loss_b, ('loss_a', 'loss_b'), max(MIN_OBS, 2 * h + 1, L + 2))
     d = a - b; n = d.size
     dbar = float(d.mean()); lrv = newey_west_lrv(d, int(L))
     note = ''
-    if lrv > 1e-300 and np.ptp(d) > 0: dm = dbar / math.sqrt(lrv / n)
+    if lrv > 1e-300 and np.ptp(d) > 0:dm = dbar / math.sqrt(lrv / n)
     else: dm = 0.0 if dbar == 0 else math.copysign(math.inf, dbar); note = 'constant loss differential: no variance'
     hln = math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
     s = dm * hln
@@ -483,12 +534,17 @@ def _trial_matrix(m) -> np.ndarray:
     if hasattr(m, 'columns') and hasattr(m, 'schema'):     # a polars frame: every column but `timestamp` is a trial
         cols = [c for c in m.columns if c != 'timestamp']
         bad = [c for c in cols if not m.schema[c].is_numeric()]
-        if bad: raise StatsError(f"trial_returns: non-numeric column(s) {', '.join(bad)}; a trial frame holds `timestamp` and one numeric return column per trial")
+        if bad:
+            raise StatsError(
+                f"trial_returns: non-numeric column(s) {', '.join(bad)}; a trial frame holds `timestamp` and one"
+                " numeric return column per trial"
+            )
         m = m.select(cols).to_numpy()
-    try: a = np.asarray(m, dtype=np.float64)
+    try:a = np.asarray(m, dtype=np.float64)
     except (TypeError, ValueError) as e: raise StatsError(f"trial_returns: expected a numeric (time, trials) matrix ({e})") from None
     if a.ndim != 2: raise StatsError(f"trial_returns: expected a 2-D (time, trials) matrix, got shape {a.shape}")
-    if np.isinf(a).any(): raise StatsError(f"trial_returns: {int(np.isinf(a).sum())} infinite value(s); fix the upstream computation")
+    if np.isinf(a).any():
+        raise StatsError(f"trial_returns: {int(np.isinf(a).sum())} infinite value(s); fix the upstream computation")
     return a
 
 def pbo(trial_returns,                          # (time, trials) per-period returns, or a polars frame: `timestamp` + one column per trial
@@ -499,19 +555,27 @@ def pbo(trial_returns,                          # (time, trials) per-period retu
     "Probability of backtest overfitting (CSCV, Bailey et al. 2017) of choosing the best trial by Sharpe."
     if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2 or n_splits % 2:
         raise StatsError(f"n_splits={n_splits!r}: expected an even integer >= 2 (e.g. 16)")
-    if not (isinstance(max_combinations, (int, np.integer)) and max_combinations >= 1): raise StatsError(f"max_combinations={max_combinations!r}: expected an integer >= 1")
+    if not (isinstance(max_combinations, (int, np.integer)) and max_combinations >= 1):
+        raise StatsError(f"max_combinations={max_combinations!r}: expected an integer >= 1")
     a = _trial_matrix(trial_returns)
     keep = ~np.isnan(a).any(axis=1)
     n_nan = int((~keep).sum()); a = a[keep]
     t, n = a.shape
     if n < 2: return PBOResult(pbo=None, reason=f'needs >= 2 trials, got {n}', n_trials=n, n_bars=t, n_nan=n_nan)
     s = min(n_splits, (t // min_split_bars) // 2 * 2)
-    if s < 2: return PBOResult(pbo=None, reason=f'needs >= {2 * min_split_bars} bars with every trial finite, got {t}', n_trials=n, n_bars=t, n_nan=n_nan)
+    if s < 2:
+        return PBOResult(
+            pbo=None,
+            reason=f'needs >= {2 * min_split_bars} bars with every trial finite, got {t}',
+            n_trials=n,
+            n_bars=t,
+            n_nan=n_nan,
+        )
     blocks = np.array_split(np.arange(t), s)
     cnt = np.array([len(b) for b in blocks], np.float64)                     # (S,)
     s1 = np.stack([a[b].sum(0) for b in blocks]); s2 = np.stack([(a[b]**2).sum(0) for b in blocks])  # (S, trials)
     total = math.comb(s, s // 2)
-    if total <= max_combinations: combos = np.array(list(combinations(range(s), s // 2)))
+    if total <= max_combinations:combos = np.array(list(combinations(range(s), s // 2)))
     else: combos = np.sort(np.argsort(np.random.default_rng(seed).random((max_combinations, s)), axis=1)[:, :s // 2], axis=1)
     mask = np.zeros((len(combos), s)); np.put_along_axis(mask, combos, 1.0, axis=1)   # (combos, S): 1 = in-sample
 

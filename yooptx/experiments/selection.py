@@ -19,21 +19,32 @@ def val_score(df: pl.DataFrame, metric: str) -> float:
     "The selection score of a prediction frame's validation rows: `trading_scores`' val_sharpe (or val_ic); NaN with fewer than 2 rows."
     v = df.filter(pl.col('split') == 'val')
     if v.height < 2: return float('nan')
-    return trading_scores(v['prediction'].to_numpy(), v['fwd_return'].to_numpy())['val_ic' if metric == 'val_ic' else 'val_sharpe']
+    return trading_scores(v['prediction'].to_numpy(), v['fwd_return'].to_numpy())[
+        'val_ic' if metric == 'val_ic' else 'val_sharpe'
+    ]
 
 def validation_scores(preds: pl.DataFrame, metric: str = 'val_sharpe', upto_fold: int | None = None) -> pl.DataFrame:
     "encoder, params_hash, val_score, n_val per configuration, from validation rows (of folds <= `upto_fold` when given)."
     v = preds.filter(pl.col('split') == 'val')
     if upto_fold is not None: v = v.filter(pl.col('fold') <= upto_fold)
-    rows = [dict(encoder=g['encoder'][0], params_hash=g['params_hash'][0], val_score=val_score(g, metric), n_val=g.height)
-            for g in v.partition_by(['encoder', 'params_hash'], maintain_order=True)]
-    return pl.DataFrame(rows, schema={'encoder': pl.Utf8, 'params_hash': pl.Utf8, 'val_score': pl.Float64, 'n_val': pl.Int64})
+    rows = [
+        dict(encoder=g['encoder'][0], params_hash=g['params_hash'][0], val_score=val_score(g, metric), n_val=g.height)
+        for g in v.partition_by(['encoder', 'params_hash'], maintain_order=True)
+    ]
+    return pl.DataFrame(
+        rows, schema={'encoder': pl.Utf8, 'params_hash': pl.Utf8, 'val_score': pl.Float64, 'n_val': pl.Int64}
+    )
 
 def best_config(scores: pl.DataFrame) -> tuple[str, str, float] | None:
-    s = scores.filter(pl.col('val_score').is_not_nan()).sort(['val_score', 'encoder', 'params_hash'], descending=[True, False, False])
+    s = scores.filter(pl.col('val_score').is_not_nan()).sort(
+        ['val_score', 'encoder', 'params_hash'], descending=[True, False, False]
+    )
     return (s['encoder'][0], s['params_hash'][0], float(s['val_score'][0])) if s.height else None
 
-def select_per_fold(preds: pl.DataFrame, family: str, folds: Sequence[int], metric: str = 'val_sharpe') -> dict[int, str]:
+
+def select_per_fold(
+    preds: pl.DataFrame, family: str, folds: Sequence[int], metric: str = 'val_sharpe'
+) -> dict[int, str]:
     "{fold: params_hash}: the family's best configuration on validation rows of folds <= fold (folds with no score yet are left out)."
     fam = preds.filter(pl.col('encoder') == family)
     out = {}
@@ -42,11 +53,17 @@ def select_per_fold(preds: pl.DataFrame, family: str, folds: Sequence[int], metr
         if b is not None: out[int(k)] = b[1]
     return out
 
+
 def stitched_choice(preds: pl.DataFrame, choice: dict[int, tuple[str, str]], encoder: str) -> pl.DataFrame:
     "Rows of fold k from configuration choice[k] = (encoder, params_hash), relabelled as one walk-forward configuration."
     h = 'sel-' + params_hash({str(k): list(v) for k, v in sorted(choice.items())})[:8]
-    parts = [preds.filter((pl.col('encoder') == e) & (pl.col('params_hash') == ph) & (pl.col('fold') == k)) for k, (e, ph) in sorted(choice.items())]
-    return pl.concat(parts, how='diagonal_relaxed').with_columns(pl.lit(encoder).alias('encoder'), pl.lit(h).alias('params_hash'))
+    parts = [
+        preds.filter((pl.col('encoder') == e) & (pl.col('params_hash') == ph) & (pl.col('fold') == k))
+        for k, (e, ph) in sorted(choice.items())
+    ]
+    return pl.concat(parts, how='diagonal_relaxed').with_columns(
+        pl.lit(encoder).alias('encoder'), pl.lit(h).alias('params_hash')
+    )
 
 # %% ../../nbs/experiments/52_selection.ipynb #8c5929a5
 def ensemble_predictions(frames: dict[str, pl.DataFrame],   # member family -> its (selected) prediction frame
@@ -65,12 +82,29 @@ def ensemble_predictions(frames: dict[str, pl.DataFrame],   # member family -> i
             scale = sd if sd is not None and np.isfinite(sd) and sd > 0 else 1.0
             w[m] = max(val_score(past, metric), 0.0) if method == 'weighted' and past.height > 1 else 1.0
             w[m] = 0.0 if not np.isfinite(w[m]) else w[m]
-            parts.append(f.filter(pl.col('fold') == k).select(*key, 'label', 'fwd_return', (pl.col('prediction') / scale).alias(m)))
+            parts.append(
+                f.filter(pl.col('fold') == k).select(
+                    *key, 'label', 'fwd_return', (pl.col('prediction') / scale).alias(m)
+                )
+            )
         tot = sum(w.values())
         w = {m: (v / tot if tot > 0 else 1 / len(frames)) for m, v in w.items()}
         df = parts[0]
         for q in parts[1:]: df = df.join(q.drop('label', 'fwd_return'), on=key, how='inner')
-        out.append(df.select(*key, pl.sum_horizontal([pl.col(m) * w[m] for m in frames]).alias('prediction'), 'label', 'fwd_return'))
-    h = params_hash({'ensemble': name, 'method': method, 'members': {m: f['params_hash'][0] for m, f in frames.items()}})
-    return pl.concat(out).select(*key[:3], pl.lit(f"ensemble:{name}").alias('encoder'), pl.lit(h).alias('params_hash'), *key[3:],
-                                 'prediction', 'label', 'fwd_return')
+        out.append(
+            df.select(
+                *key, pl.sum_horizontal([pl.col(m) * w[m] for m in frames]).alias('prediction'), 'label', 'fwd_return'
+            )
+        )
+    h = params_hash(
+        {'ensemble': name, 'method': method, 'members': {m: f['params_hash'][0] for m, f in frames.items()}}
+    )
+    return pl.concat(out).select(
+        *key[:3],
+        pl.lit(f"ensemble:{name}").alias('encoder'),
+        pl.lit(h).alias('params_hash'),
+        *key[3:],
+        'prediction',
+        'label',
+        'fwd_return',
+    )

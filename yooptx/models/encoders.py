@@ -207,12 +207,18 @@ def build_head(kind: str,                      # classification | regression | q
         raise EncoderError(f"head {kind!r}: n_outputs must be an integer >= 1, got {n_outputs!r}")
     if kind == 'classification':
         if not isinstance(n_classes, int) or n_classes < 2:
-            raise EncoderError(f"classification head: n_classes must be an integer >= 2 (2 for direction, 3 for three_class), got {n_classes!r}")
+            raise EncoderError(
+                "classification head: n_classes must be an integer >= 2 (2 for direction, 3 for three_class), got"
+                f" {n_classes!r}"
+            )
         return ClassificationHead(d_model, n_classes, dropout)
     if kind == 'quantile':
         qs = list(quantiles or [])
         if not qs or any(not 0 < q < 1 for q in qs) or any(b <= a for a, b in zip(qs, qs[1:])):
-            raise EncoderError(f"quantile head: quantiles must be strictly ascending levels in (0, 1), e.g. [0.1, 0.5, 0.9]; got {quantiles!r}")
+            raise EncoderError(
+                "quantile head: quantiles must be strictly ascending levels in (0, 1), e.g. [0.1, 0.5, 0.9]; got"
+                f" {quantiles!r}"
+            )
         return QuantileHead(d_model, qs, n_outputs, dropout)
     return (MultiOutputHead if kind == 'multi' else RegressionHead)(d_model, n_outputs, dropout)
 
@@ -285,10 +291,15 @@ class CNNEncoder(Encoder):
         super().__init__(config, n_features, window)
         d = config.d_model
         self.inp = nn.Linear(n_features + 1, d)
-        self.blocks = nn.ModuleList([_TemporalBlock(d, config.kernel_size, 2 ** i, config.dropout) for i in range(config.n_layers)])
+        self.blocks = nn.ModuleList(
+            [_TemporalBlock(d, config.kernel_size, 2**i, config.dropout) for i in range(config.n_layers)]
+        )
+
         self.norm = nn.LayerNorm(d)
     @property
-    def receptive_field(self) -> int: return 1 + 2 * (self.config.kernel_size - 1) * (2 ** self.config.n_layers - 1)
+    def receptive_field(self) -> int:
+        return 1 + 2 * (self.config.kernel_size - 1) * (2**self.config.n_layers - 1)
+
     def forward(self, past_values, observed_mask=None, output_attentions=False) -> EncoderOutput:
         x, mask = prepare_inputs(past_values, observed_mask, self.n_features)
         keep = mask.unsqueeze(-1)
@@ -331,11 +342,20 @@ class LSTMEncoder(Encoder):
         dirs = 2 if config.bidirectional else 1
         hid = config.hidden or config.d_model // dirs
         rnn = nn.LSTM if config.cell == 'lstm' else nn.GRU
-        self.rnn = rnn(n_features + 1, hid, num_layers=config.n_layers, batch_first=True, bidirectional=config.bidirectional,
-                       dropout=config.dropout if config.n_layers > 1 else 0.0)
+        self.rnn = rnn(
+            n_features + 1,
+            hid,
+            num_layers=config.n_layers,
+            batch_first=True,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout if config.n_layers > 1 else 0.0,
+        )
         self.proj = nn.Identity() if hid * dirs == config.d_model else nn.Linear(hid * dirs, config.d_model)
         self.drop = nn.Dropout(config.dropout)
-        if config.pooling == 'attention': self.score = nn.Sequential(nn.Linear(config.d_model, config.d_model), nn.Tanh(), nn.Linear(config.d_model, 1))
+        if config.pooling == 'attention':
+            self.score = nn.Sequential(
+                nn.Linear(config.d_model, config.d_model), nn.Tanh(), nn.Linear(config.d_model, 1)
+            )
     def forward(self, past_values, observed_mask=None, output_attentions=False) -> EncoderOutput:
         x, mask = prepare_inputs(past_values, observed_mask, self.n_features)
         B, T, _ = x.shape

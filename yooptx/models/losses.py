@@ -23,21 +23,24 @@ class LossError(UserError):
 
 def expected_direction(logits: Tensor) -> Tensor:
     "P(highest class) − P(lowest class) from logits (batch, n_classes): the signal in [-1, 1]."
-    if logits.dim() != 2 or logits.shape[1] < 2: raise LossError(f"expected direction needs logits (batch, n_classes>=2), got shape {tuple(logits.shape)}")
+    if logits.dim() != 2 or logits.shape[1] < 2:
+        raise LossError(f"expected direction needs logits (batch, n_classes>=2), got shape {tuple(logits.shape)}")
     p = logits.float().softmax(-1)
     return p[:, -1] - p[:, 0]                                    # (batch,)
 
 def _flat(pred: Tensor, what: str) -> Tensor:
     "A (batch,) or (batch, 1) output as (batch,)."
     if pred.dim() == 2 and pred.shape[1] == 1: pred = pred[:, 0]
-    if pred.dim() != 1: raise LossError(f"{what} expects one output per row, (batch,) or (batch, 1); got shape {tuple(pred.shape)}")
+    if pred.dim() != 1:
+        raise LossError(f"{what} expects one output per row, (batch,) or (batch, 1); got shape {tuple(pred.shape)}")
     return pred.float()
 
 # %% ../../nbs/models/23_losses.ipynb #636e2c77
 def balanced_class_weights(class_counts: Sequence[int]) -> Tensor:
     "Inverse-frequency weights n / (K n_k) from class counts (a class with no rows gets weight 0)."
     c = torch.as_tensor(np.asarray(class_counts, dtype=np.float64))
-    if c.dim() != 1 or len(c) < 2 or (c < 0).any() or c.sum() <= 0: raise LossError(f"class_counts={list(class_counts)}: expected >= 2 non-negative counts, not all zero")
+    if c.dim() != 1 or len(c) < 2 or (c < 0).any() or c.sum() <= 0:
+        raise LossError(f"class_counts={list(class_counts)}: expected >= 2 non-negative counts, not all zero")
     w = torch.where(c > 0, c.sum() / (len(c) * c.clamp(min=1)), torch.zeros_like(c))
     return w.float()
 
@@ -57,7 +60,8 @@ def focal_loss(logits: Tensor,                    # (batch, n_classes)
                weight: Tensor | None = None,      # (n_classes,) class weights
                label_smoothing: float = 0.0) -> Tensor:
     "Focal loss (mean over the batch; weighted mean for hard targets with class weights)."
-    if logits.dim() != 2: raise LossError(f"classification losses need logits (batch, n_classes), got shape {tuple(logits.shape)}")
+    if logits.dim() != 2:
+        raise LossError(f"classification losses need logits (batch, n_classes), got shape {tuple(logits.shape)}")
     K = logits.shape[1]
     y, hard = _soft(target, K, label_smoothing)
     logp = logits.float().log_softmax(-1)                        # (batch, K)
@@ -86,7 +90,11 @@ def quantile_loss(pred: Tensor,                   # (batch, n_quantiles)
                   quantiles: Sequence[float]) -> Tensor:
     "Pinball loss averaged over rows and quantile levels."
     q = torch.as_tensor(list(quantiles), dtype=torch.float32, device=pred.device)
-    if pred.dim() != 2 or pred.shape[1] != len(q): raise LossError(f"quantile loss: predictions must be (batch, {len(q)}) for levels {list(quantiles)}, got shape {tuple(pred.shape)}")
+    if pred.dim() != 2 or pred.shape[1] != len(q):
+        raise LossError(
+            f"quantile loss: predictions must be (batch, {len(q)}) for levels {list(quantiles)}, got shape"
+            f" {tuple(pred.shape)}"
+        )
     e = target.float().reshape(-1, 1) - pred.float()             # (batch, n_quantiles)
     return torch.maximum(q * e, (q - 1) * e).mean()
 
@@ -97,7 +105,11 @@ def rank_loss(score: Tensor,      # (batch,) signal of each row
     "Pairwise logistic loss over same-group pairs, weighted by |Δy| (weighted mean)."
     s, y = _flat(score, 'rank loss'), y.float().reshape(-1).to(score.device)
     g = groups.reshape(-1).to(score.device)
-    if not (s.shape == y.shape == g.shape): raise LossError(f"rank loss: score, y and groups must have one value per row; got {tuple(s.shape)}, {tuple(y.shape)}, {tuple(g.shape)}")
+    if not (s.shape == y.shape == g.shape):
+        raise LossError(
+            f"rank loss: score, y and groups must have one value per row; got {tuple(s.shape)}, {tuple(y.shape)},"
+            f" {tuple(g.shape)}"
+        )
     dy = y[:, None] - y[None, :]                                 # (batch, batch)
     w = dy.clamp(min=0) * (g[:, None] == g[None, :])             # pairs with y_i > y_j in one group
     tot = w.sum()
@@ -118,10 +130,16 @@ REGRESSION_LOSSES = ('huber', 'mse', 'quantile', 'rank', 'sharpe')
 
 class Loss(nn.Module):
     "One training objective with a uniform call: loss(output, target, fwd_return=None, groups=None)."
-    def __init__(self, name: str, kind: str, head: str, train_cfg: TrainConfig, classes=None, weight: Tensor | None = None):
+    def __init__(
+        self, name: str, kind: str, head: str, train_cfg: TrainConfig, classes=None, weight: Tensor | None = None
+    ):
         super().__init__()
         self.name, self.kind, self.head, self.classes = name, kind, head, list(classes) if classes is not None else None
-        self.label_smoothing, self.gamma, self.delta = train_cfg.label_smoothing, train_cfg.focal_gamma, train_cfg.huber_delta
+        self.label_smoothing, self.gamma, self.delta = (
+            train_cfg.label_smoothing,
+            train_cfg.focal_gamma,
+            train_cfg.huber_delta,
+        )
         self.quantiles = list(train_cfg.quantiles)
         self.register_buffer('weight', weight, persistent=False)
         self.needs = {'rank': ('fwd_return', 'groups'), 'sharpe': ('fwd_return',)}.get(name, ())
@@ -132,7 +150,13 @@ class Loss(nn.Module):
         if self.head == 'quantile': return output[:, int(np.argmin([abs(q - 0.5) for q in self.quantiles]))].float()
         return _flat(output, self.name)
 
-    def forward(self, output: Tensor, target: Tensor | None = None, fwd_return: Tensor | None = None, groups: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        output: Tensor,
+        target: Tensor | None = None,
+        fwd_return: Tensor | None = None,
+        groups: Tensor | None = None,
+    ) -> Tensor:
         n = self.name
         if n in ('rank', 'sharpe'):
             if fwd_return is None: raise LossError(f"loss {n!r} needs the rows' forward returns (fwd_return=...)")
@@ -153,19 +177,25 @@ def make_loss(train_cfg: TrainConfig,                        # the experiment's 
               classes: Sequence | None = None,               # class values in index order (classification)
               class_counts: Sequence[int] | None = None) -> Loss:  # training rows per class (for class_weights='balanced')
     "The training loss named by `train_cfg.loss` for labels of `kind` ('auto': cross_entropy / huber)."
-    if kind not in ('classification', 'regression'): raise LossError(f"kind={kind!r}: expected 'classification' or 'regression'")
+    if kind not in ('classification', 'regression'):
+        raise LossError(f"kind={kind!r}: expected 'classification' or 'regression'")
     name = train_cfg.loss
     if name == 'auto': name = 'cross_entropy' if kind == 'classification' else 'huber'
     ok = CLASS_LOSSES if kind == 'classification' else REGRESSION_LOSSES
     if name not in ok:
-        raise LossError(f"train.loss={name!r} does not fit {kind} labels; use one of {', '.join(ok)} "
-                        f"(or change labels.kind: {'forward_return' if kind == 'classification' else 'direction'} labels take {name!r})")
+        raise LossError(
+            f"train.loss={name!r} does not fit {kind} labels; use one of {', '.join(ok)} (or change labels.kind:"
+            f" {'forward_return' if kind == 'classification' else 'direction'} labels take {name!r})"
+        )
     weight = None
     if kind == 'classification':
-        if classes is None or len(classes) < 2: raise LossError(f"classification needs at least 2 classes, got {classes}")
+        if classes is None or len(classes) < 2:
+            raise LossError(f"classification needs at least 2 classes, got {classes}")
         if train_cfg.class_weights == 'balanced' and name in ('cross_entropy', 'focal'):
-            if class_counts is None: raise LossError("class_weights='balanced' needs the training rows' class counts (class_counts=...)")
-            if len(class_counts) != len(classes): raise LossError(f"class_counts has {len(class_counts)} entries for {len(classes)} classes")
+            if class_counts is None:
+                raise LossError("class_weights='balanced' needs the training rows' class counts (class_counts=...)")
+            if len(class_counts) != len(classes):
+                raise LossError(f"class_counts has {len(class_counts)} entries for {len(classes)} classes")
             weight = balanced_class_weights(class_counts)
     head = 'classification' if kind == 'classification' else ('quantile' if name == 'quantile' else 'regression')
     return Loss(name, kind, head, train_cfg, classes, weight)

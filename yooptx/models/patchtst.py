@@ -9,7 +9,16 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 from transformers import PatchTSTConfig, PatchTSTModel
-from .encoders import Encoder, EncoderError, EncoderOutput, _check, last_observed, masked_mean, prepare_inputs, register_encoder
+from yooptx.models.encoders import (
+    Encoder,
+    EncoderError,
+    EncoderOutput,
+    _check,
+    last_observed,
+    masked_mean,
+    prepare_inputs,
+    register_encoder,
+)
 
 # %% auto #0
 __all__ = ['PatchTSTEncoderConfig', 'hf_patchtst_config', 'PatchTSTEncoder']
@@ -30,7 +39,11 @@ class PatchTSTEncoderConfig:
     channel_attention: bool = False   # also attend across features at each patch
     pooling: Literal['mean', 'last'] = 'mean'
     def validate(self, where):
-        _check(where, self.d_model >= 1 and self.n_heads >= 1 and self.n_layers >= 1, "d_model, n_heads and n_layers must be >= 1")
+        _check(
+            where,
+            self.d_model >= 1 and self.n_heads >= 1 and self.n_layers >= 1,
+            "d_model, n_heads and n_layers must be >= 1",
+        )
         _check(where, self.d_model % self.n_heads == 0,
                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}: pick d_model a multiple of n_heads")
         _check(where, self.patch_length >= 1 and self.patch_stride >= 1, "patch_length and patch_stride must be >= 1")
@@ -69,7 +82,10 @@ class PatchTSTEncoder(Encoder):
     def forward(self, past_values, observed_mask=None, output_attentions=False) -> EncoderOutput:
         x, mask = prepare_inputs(past_values, observed_mask, self.n_features)      # (batch, L, F), (batch, L)
         B, L, Fn = x.shape
-        if L != self.window: raise EncoderError(f"patchtst was built for windows of {self.window} bars, got {L}: build it with window={L}")
+        if L != self.window:
+            raise EncoderError(
+                f"patchtst was built for windows of {self.window} bars, got {L}: build it with window={L}"
+            )
         obs = mask.unsqueeze(-1).expand(-1, -1, Fn).to(x.dtype)                   # HF wants (batch, L, channels)
         z = self.model(past_values=x, past_observed_mask=obs, return_dict=True).last_hidden_state  # (batch, F, n_patches, d)
         z = z.permute(0, 2, 1, 3).reshape(B, self.n_patches, Fn * self.d_model)   # (batch, n_patches, F*d)

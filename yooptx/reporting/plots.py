@@ -22,7 +22,8 @@ class PlotError(UserError):
     "A frame handed to a plot lacks what the plot needs."
 
 def _need(df: pl.DataFrame, cols, what: str) -> pl.DataFrame:
-    if not isinstance(df, pl.DataFrame): raise PlotError(f"{what}: expected a polars DataFrame, got {type(df).__name__}")
+    if not isinstance(df, pl.DataFrame):
+        raise PlotError(f"{what}: expected a polars DataFrame, got {type(df).__name__}")
     miss = [c for c in cols if c not in df.columns]
     if miss: raise PlotError(f"{what}: frame lacks column(s) {', '.join(miss)} (has {', '.join(df.columns)})")
     if df.height == 0: raise PlotError(f"{what}: empty frame, nothing to plot")
@@ -30,13 +31,17 @@ def _need(df: pl.DataFrame, cols, what: str) -> pl.DataFrame:
 
 def _growth(df: pl.DataFrame) -> pl.DataFrame:
     "timestamp, growth of 1 from an equity frame (or from a returns frame's net returns)."
-    if 'equity' in df.columns: df = df.sort('timestamp'); return df.select('timestamp', growth=pl.col('equity') / pl.col('equity').first())
+    if 'equity' in df.columns:
+        df = df.sort('timestamp')
+        return df.select('timestamp', growth=pl.col('equity') / pl.col('equity').first())
     _need(df, ('timestamp', 'net'), 'equity curve (an equity frame needs `equity`, a returns frame `net`)')
     return df.sort('timestamp').select('timestamp', growth=(1 + pl.col('net')).cum_prod())
 
 def _sample_equity(n=300, seed=0, drift=4e-4):
     rng = np.random.default_rng(seed)
-    ts = pl.datetime_range(datetime(2023, 1, 1), datetime(2023, 1, 1) + timedelta(days=n - 1), '1d', time_zone='UTC', eager=True)
+    ts = pl.datetime_range(
+        datetime(2023, 1, 1), datetime(2023, 1, 1) + timedelta(days=n - 1), '1d', time_zone='UTC', eager=True
+    )
     r = drift + 0.01 * rng.standard_normal(n)
     return pl.DataFrame({'timestamp': ts, 'net': r, 'gross': r + 2e-4, 'equity': np.cumprod(1 + r)})
 
@@ -54,8 +59,15 @@ def plot_equity(equity: pl.DataFrame,                        # strategy: timesta
         fig.add_trace(go.Scatter(x=g['timestamp'], y=g['growth'], name=k, line=dict(width=1, dash='dot')), row=1, col=1)
     r = main['growth'].to_numpy()
     dd = -100 * drawdown(np.r_[r[0] - 1, r[1:] / r[:-1] - 1])
-    fig.add_trace(go.Scatter(x=main['timestamp'], y=dd, name=f'{name} drawdown', fill='tozeroy', line=dict(color='#d62728', width=1)), row=2, col=1)
-    fig.update_yaxes(title_text='growth of 1 (×)', row=1, col=1); fig.update_yaxes(title_text='drawdown (%)', row=2, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=main['timestamp'], y=dd, name=f'{name} drawdown', fill='tozeroy', line=dict(color='#d62728', width=1)
+        ),
+        row=2,
+        col=1,
+    )
+    fig.update_yaxes(title_text='growth of 1 (×)', row=1, col=1)
+    fig.update_yaxes(title_text='drawdown (%)', row=2, col=1)
     fig.update_xaxes(title_text='time (UTC)', row=2, col=1)
     fig.update_layout(title=title or f'{name}: equity vs benchmarks, and drawdown', hovermode='x unified',
                       legend=dict(x=1.02, y=1, xanchor='left', yanchor='top'), margin=dict(t=70, r=10))  # beside the plot: many series never cover the title
@@ -78,7 +90,10 @@ def plot_rolling_sharpe(returns: pl.DataFrame,      # timestamp, net
                       xaxis_title='time (UTC)', yaxis_title='Sharpe ratio (annualized)')
     return fig
 
-def plot_return_distribution(returns: pl.DataFrame, column: str = 'net', bins: int = 60, title: str | None = None) -> go.Figure:
+
+def plot_return_distribution(
+    returns: pl.DataFrame, column: str = 'net', bins: int = 60, title: str | None = None
+) -> go.Figure:
     "Histogram of per-bar returns (%, as a density) with the normal density of the same mean and std."
     d = _need(returns, (column,), 'plot_return_distribution')
     x = 100 * d[column].drop_nulls().to_numpy()
@@ -86,7 +101,14 @@ def plot_return_distribution(returns: pl.DataFrame, column: str = 'net', bins: i
     fig = go.Figure(go.Histogram(x=x, nbinsx=bins, histnorm='probability density', name='returns', opacity=0.7))
     if sd > 0:
         g = np.linspace(x.min(), x.max(), 200)
-        fig.add_trace(go.Scatter(x=g, y=np.exp(-0.5 * ((g - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi)), name='normal fit', line=dict(color='black')))
+        fig.add_trace(
+            go.Scatter(
+                x=g,
+                y=np.exp(-0.5 * ((g - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi)),
+                name='normal fit',
+                line=dict(color='black'),
+            )
+        )
     fig.update_layout(title=title or f'Distribution of per-bar {column} returns (mean {mu:.3f} %, std {sd:.3f} %)',
                       xaxis_title=f'{column} return per bar (%)', yaxis_title='density (1 / %)', bargap=0.02)
     return fig
@@ -96,15 +118,30 @@ def plot_reliability(metrics_or_bins,              # classification_metrics dict
                      title: str | None = None) -> go.Figure:
     "Reliability diagram: observed frequency vs mean predicted probability per bin, with the diagonal."
     if isinstance(metrics_or_bins, dict):
-        if 'reliability' not in metrics_or_bins: raise PlotError("plot_reliability: dict has no 'reliability' entry; pass classification_metrics(...)")
+        if 'reliability' not in metrics_or_bins:
+            raise PlotError("plot_reliability: dict has no 'reliability' entry; pass classification_metrics(...)")
         b = pl.DataFrame(metrics_or_bins['reliability'])
-    else: b = metrics_or_bins
+    else:
+        b = metrics_or_bins
     b = _need(b, ('n', 'mean_prob', 'frequency'), 'plot_reliability')
     e = float(((b['frequency'] - b['mean_prob']).abs() * b['n']).sum() / b['n'].sum())
     size = 8 + 22 * np.sqrt(b['n'].to_numpy() / b['n'].max())
-    fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode='lines', name='perfect calibration', line=dict(color='grey', dash='dash')),
-                     go.Scatter(x=b['mean_prob'], y=b['frequency'], mode='lines+markers', name='model', marker=dict(size=size),
-                                customdata=b['n'], hovertemplate='predicted %{x:.3f}<br>observed %{y:.3f}<br>n = %{customdata}')])
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=[0, 1], y=[0, 1], mode='lines', name='perfect calibration', line=dict(color='grey', dash='dash')
+            ),
+            go.Scatter(
+                x=b['mean_prob'],
+                y=b['frequency'],
+                mode='lines+markers',
+                name='model',
+                marker=dict(size=size),
+                customdata=b['n'],
+                hovertemplate='predicted %{x:.3f}<br>observed %{y:.3f}<br>n = %{customdata}',
+            ),
+        ]
+    )
     fig.update_layout(title=title or f'Reliability diagram (ECE = {e:.3f})', xaxis_title='mean predicted probability',
                       yaxis_title='observed frequency', xaxis_range=[0, 1], yaxis_range=[0, 1])
     return fig
@@ -113,13 +150,27 @@ def plot_confusion(metrics_or_matrix,              # classification_metrics dict
                    classes=None,                   # class labels (taken from the dict when given one)
                    title: str | None = None) -> go.Figure:
     "Confusion-matrix heatmap: counts, coloured by the share of each true class (row)."
-    if isinstance(metrics_or_matrix, dict): cm, classes = np.asarray(metrics_or_matrix['confusion']), classes or metrics_or_matrix['classes']
-    else: cm = np.asarray(metrics_or_matrix)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]: raise PlotError(f"plot_confusion: expected a square matrix, got shape {cm.shape}")
+    if isinstance(metrics_or_matrix, dict):
+        cm, classes = np.asarray(metrics_or_matrix['confusion']), classes or metrics_or_matrix['classes']
+    else:
+        cm = np.asarray(metrics_or_matrix)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise PlotError(f"plot_confusion: expected a square matrix, got shape {cm.shape}")
     names = [str(c) for c in (classes if classes is not None else range(cm.shape[0]))]
     share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig = go.Figure(go.Heatmap(z=share, x=names, y=names, text=cm, texttemplate='%{text}', colorscale='Blues', zmin=0, zmax=1,
-                               colorbar=dict(title='share of<br>true class')))
+    fig = go.Figure(
+        go.Heatmap(
+            z=share,
+            x=names,
+            y=names,
+            text=cm,
+            texttemplate='%{text}',
+            colorscale='Blues',
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title='share of<br>true class'),
+        )
+    )
     fig.update_layout(title=title or f'Confusion matrix ({int(cm.sum())} predictions)', xaxis_title='predicted class',
                       yaxis_title='true class', yaxis_autorange='reversed')
     return fig
@@ -138,11 +189,23 @@ def plot_ic(ic: pl.DataFrame,       # from yooptx.metrics.ic_by_date: timestamp,
     _one_model(d, 'plot_ic')
     d = d.sort('timestamp').filter(pl.col('ic').is_not_null())
     roll = d['ic'].rolling_mean(window, min_samples=max(1, window // 2))
-    fig = go.Figure([go.Bar(x=d['timestamp'], y=d['ic'], name='IC per date', marker_color='#9ecae1'),
-                     go.Scatter(x=d['timestamp'], y=roll, name=f'{window}-date mean', line=dict(color='#08519c', width=2))])
+    fig = go.Figure(
+        [
+            go.Bar(x=d['timestamp'], y=d['ic'], name='IC per date', marker_color='#9ecae1'),
+            go.Scatter(x=d['timestamp'], y=roll, name=f'{window}-date mean', line=dict(color='#08519c', width=2)),
+        ]
+    )
     m, s = d['ic'].mean(), d['ic'].std()
-    fig.update_layout(title=title or f'Information coefficient over time (mean {m:.3f}, ICIR {m / s:.2f})' if s else 'Information coefficient over time',
-                      xaxis_title='decision time (UTC)', yaxis_title='Spearman IC', bargap=0)
+    fig.update_layout(
+        title=(
+            title or f'Information coefficient over time (mean {m:.3f}, ICIR {m / s:.2f})'
+            if s
+            else 'Information coefficient over time'
+        ),
+        xaxis_title='decision time (UTC)',
+        yaxis_title='Spearman IC',
+        bargap=0,
+    )
     return fig
 
 def plot_quantile_returns(qr: pl.DataFrame,   # from yooptx.metrics.quantile_returns
@@ -153,10 +216,22 @@ def plot_quantile_returns(qr: pl.DataFrame,   # from yooptx.metrics.quantile_ret
     m = d.group_by('quantile').agg(bps=pl.col('mean_return').mean() * 1e4).sort('quantile')
     sp = quantile_spread(d)['spread']
     t = sp.mean() / sp.std() * math.sqrt(sp.len()) if sp.len() > 1 and sp.std() else float('nan')
-    fig = go.Figure(go.Bar(x=[f'Q{q}' for q in m['quantile']], y=m['bps'], marker_color=np.where(m['bps'] >= 0, '#2ca02c', '#d62728'),
-                           text=[f'{v:.1f}' for v in m['bps']], textposition='outside', name='mean forward return'))
-    fig.update_layout(title=title or f'Forward return by prediction quantile (Q{m["quantile"].max()} − Q1: {1e4 * sp.mean():.1f} bps, t = {t:.1f})',
-                      xaxis_title='prediction quantile (Q1 = lowest)', yaxis_title='mean forward return (bps)')
+    fig = go.Figure(
+        go.Bar(
+            x=[f'Q{q}' for q in m['quantile']],
+            y=m['bps'],
+            marker_color=np.where(m['bps'] >= 0, '#2ca02c', '#d62728'),
+            text=[f'{v:.1f}' for v in m['bps']],
+            textposition='outside',
+            name='mean forward return',
+        )
+    )
+    fig.update_layout(
+        title=title
+        or f'Forward return by prediction quantile (Q{m["quantile"].max()} − Q1: {1e4 * sp.mean():.1f} bps, t = {t:.1f})',
+        xaxis_title='prediction quantile (Q1 = lowest)',
+        yaxis_title='mean forward return (bps)',
+    )
     return fig
 
 # %% ../../nbs/reporting/42_plots.ipynb #fa2164e7
@@ -166,12 +241,25 @@ def plot_trades(bars: pl.DataFrame,                # timestamp, symbol, close
                 title: str | None = None) -> go.Figure:
     "A symbol's close price with trade entries (triangles) and exits (crosses), coloured by win/loss."
     _need(bars, ('timestamp', 'symbol', 'close'), 'plot_trades bars')
-    _need(trades, ('symbol', 'entry_time', 'exit_time', 'side', 'entry_price', 'exit_price', 'pnl'), 'plot_trades trades') if trades.height else None
+    (
+        _need(
+            trades,
+            ('symbol', 'entry_time', 'exit_time', 'side', 'entry_price', 'exit_price', 'pnl'),
+            'plot_trades trades',
+        )
+        if trades.height
+        else None
+    )
     symbol = symbol or bars['symbol'].unique(maintain_order=True)[0]
     b = bars.filter(pl.col('symbol') == symbol).sort('timestamp')
-    if b.height == 0: raise PlotError(f"plot_trades: no bars for symbol {symbol!r}; symbols: {', '.join(bars['symbol'].unique().sort())}")
+    if b.height == 0:
+        raise PlotError(
+            f"plot_trades: no bars for symbol {symbol!r}; symbols: {', '.join(bars['symbol'].unique().sort())}"
+        )
     tr = trades.filter(pl.col('symbol') == symbol) if trades.height else trades
-    fig = go.Figure(go.Scatter(x=b['timestamp'], y=b['close'], name=f'{symbol} close', line=dict(color='#555', width=1)))
+    fig = go.Figure(
+        go.Scatter(x=b['timestamp'], y=b['close'], name=f'{symbol} close', line=dict(color='#555', width=1))
+    )
     if tr.height:
         won = (tr['pnl'] > 0).to_numpy()
         col = np.where(won, '#2ca02c', '#d62728')
@@ -180,8 +268,20 @@ def plot_trades(bars: pl.DataFrame,                # timestamp, symbol, close
         sym = np.where(long.to_numpy(), 'triangle-up', 'triangle-down')
         fig.add_trace(go.Scatter(x=tr['entry_time'], y=tr['entry_price'], mode='markers', name='entry',
                                  marker=dict(symbol=sym, size=10, color=col, line=dict(width=1, color='black'))))
-        fig.add_trace(go.Scatter(x=tr['exit_time'], y=tr['exit_price'], mode='markers', name='exit',
-                                 marker=dict(symbol='x', size=8, color=col), customdata=tr['pnl'], hovertemplate='exit %{y}<br>pnl %{customdata:.4f}'))
-    fig.update_layout(title=title or f'{symbol}: {tr.height} trades on price (▲ long, ▼ short entry; × exit; green = win)',
-                      xaxis_title='time (UTC)', yaxis_title='price (quote currency)')
+        fig.add_trace(
+            go.Scatter(
+                x=tr['exit_time'],
+                y=tr['exit_price'],
+                mode='markers',
+                name='exit',
+                marker=dict(symbol='x', size=8, color=col),
+                customdata=tr['pnl'],
+                hovertemplate='exit %{y}<br>pnl %{customdata:.4f}',
+            )
+        )
+    fig.update_layout(
+        title=title or f'{symbol}: {tr.height} trades on price (▲ long, ▼ short entry; × exit; green = win)',
+        xaxis_title='time (UTC)',
+        yaxis_title='price (quote currency)',
+    )
     return fig

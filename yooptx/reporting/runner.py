@@ -36,8 +36,11 @@ def reports_dir() -> Path:
     env = os.environ.get('YOOPTX_REPORTS')
     d = Path(env).expanduser().resolve() if env else REPO_DIR / 'reports'
     if not d.is_dir():
-        raise ReportError(f"the reports folder {d} does not exist: the run notebooks ship with the yooptx repository, not with the "
-                          f"installed package; run from a clone of the repository (pip install -e .) or set $YOOPTX_REPORTS to a folder of run notebooks")
+        raise ReportError(
+            f"the reports folder {d} does not exist: the run notebooks ship with the yooptx repository, not with the"
+            " installed package; run from a clone of the repository (pip install -e .) or set $YOOPTX_REPORTS to a"
+            " folder of run notebooks"
+        )
     return d
 
 def notebooks() -> dict[str, Path]:
@@ -53,7 +56,9 @@ def notebook_path(name: str) -> Path:
     nbs = notebooks()
     stem = name[:-6] if name.endswith('.ipynb') else name
     if stem not in nbs:
-        raise ReportError(f"unknown report notebook {name!r}; known notebooks: {', '.join(nbs) or '(none)'} (in {reports_dir()})")
+        raise ReportError(
+            f"unknown report notebook {name!r}; known notebooks: {', '.join(nbs) or '(none)'} (in {reports_dir()})"
+        )
     return nbs[stem]
 
 # %% ../../nbs/reporting/60_runner.ipynb #b48def56
@@ -121,17 +126,24 @@ def cast_parameter(key: str, value: Any, spec: dict, where: str = 'the notebook'
     opts = [s.strip() for s in re.sub(r'^Optional\[(.*)\]$', r'\1 | None', t).split('|')]
     if 'None' in opts and value.strip().lower() in ('none', 'null'): return None
     for o in (o for o in opts if o != 'None'):
-        try: return _cast_one(value, o)
+        try:return _cast_one(value, o)
         except (ValueError, yaml.YAMLError): continue
-    raise ReportError(f"parameter {key!r} of {where} is declared {t} (default {spec.get('default')}); cannot read {value!r} as {t}")
+    raise ReportError(
+        f"parameter {key!r} of {where} is declared {t} (default {spec.get('default')}); cannot read {value!r} as {t}"
+    )
 
 def check_parameters(name: str, params: dict) -> dict:
     "`params` cast to the declared types; an undeclared key is refused, naming the declared ones."
     declared = declared_parameters(name)
     unknown = [k for k in params if k not in declared]
     if unknown:
-        shown = ', '.join(f"{k} ({_declared_type(s)}, default {s['default']})" for k, s in declared.items()) or '(none: no cell tagged parameters)'
-        raise ReportError(f"{name}.ipynb does not declare parameter(s) {', '.join(map(repr, unknown))}; declared parameters: {shown}")
+        shown = (
+            ', '.join(f"{k} ({_declared_type(s)}, default {s['default']})" for k, s in declared.items())
+            or '(none: no cell tagged parameters)'
+        )
+        raise ReportError(
+            f"{name}.ipynb does not declare parameter(s) {', '.join(map(repr, unknown))}; declared parameters: {shown}"
+        )
     return {k: cast_parameter(k, v, declared[k], f"{name}.ipynb") for k, v in params.items()}
 
 # %% ../../nbs/reporting/60_runner.ipynb #f3b5c89c
@@ -181,14 +193,18 @@ def execute(name: str,                      # run notebook name, e.g. 'go_no_go'
 # %% ../../nbs/reporting/60_runner.ipynb #b0899bb7
 PLOTLY_MIME = 'application/vnd.plotly.v1+json'
 _REQUIRE_WRAP = re.compile(r'require\(\["plotly"\],\s*function\(Plotly\)\s*\{(.*)\}\);', re.S)
-_PLOTLYJS = re.compile(r"""\*\s*plotly\.js v\d|define\(\s*['"]plotly['"]|require(?:js)?\.config\(\{\s*paths:\s*\{\s*['"]plotly|window\.PlotlyConfig|cdn\.plot\.ly""")
+_PLOTLYJS = re.compile(
+    r"""\*\s*plotly\.js v\d|define\(\s*['"]plotly['"]|require(?:js)?\.config\(\{\s*paths:\s*\{\s*['"]plotly|window\.PlotlyConfig|cdn\.plot\.ly"""
+)
 _SCRIPT = re.compile(r'<script\b[^>]*>.*?</script>', re.S | re.I)
 
 def _text(v) -> str: return ''.join(v) if isinstance(v, list) else (v or '')
 
 def strip_plotly_library(htm: str) -> str:
     "`htm` without any `<script>` that carries (or fetches) the plotly.js library."
-    return _SCRIPT.sub(lambda m: '' if _PLOTLYJS.search(m.group(0)) else m.group(0), htm) if _PLOTLYJS.search(htm) else htm
+    return (
+        _SCRIPT.sub(lambda m: '' if _PLOTLYJS.search(m.group(0)) else m.group(0), htm) if _PLOTLYJS.search(htm) else htm
+    )
 
 def inline_figures(nb) -> int:
     "Rewrite plotly outputs of notebook `nb` (in place) as div + script using a global Plotly; return the figure count."
@@ -201,8 +217,14 @@ def inline_figures(nb) -> int:
             data = o.get('data', {})
             if PLOTLY_MIME in data:
                 fig = data[PLOTLY_MIME]
-                div = pio.to_html({'data': fig.get('data', []), 'layout': fig.get('layout', {})}, include_plotlyjs=False,
-                                  full_html=False, validate=False, config=fig.get('config') or None, default_height='480px')
+                div = pio.to_html(
+                    {'data': fig.get('data', []), 'layout': fig.get('layout', {})},
+                    include_plotlyjs=False,
+                    full_html=False,
+                    validate=False,
+                    config=fig.get('config') or None,
+                    default_height='480px',
+                )
                 o['data'] = {'text/html': div, 'text/plain': _text(data.get('text/plain')) or 'Figure'}; n += 1
             elif 'text/html' in data:
                 htm = _REQUIRE_WRAP.sub(r'\1', strip_plotly_library(_text(data['text/html'])))
@@ -215,7 +237,11 @@ def inline_figures(nb) -> int:
 def plotly_js_tag() -> str:
     "One `<script>` element holding the whole plotly.js library (no network)."
     from plotly.offline import get_plotlyjs
-    return "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n<script type=\"text/javascript\">" + get_plotlyjs() + "</script>"
+    return (
+        "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n<script type=\"text/javascript\">"
+        + get_plotlyjs()
+        + "</script>"
+    )
 
 _EXTERNAL = re.compile(r'^\s*(https?:)?//', re.I)
 _CDN_IMPORT = re.compile(r"""(\bimport\b[^;]*?\bfrom\s*|\bimport\s*\(\s*)['"](https?:)?//""")
@@ -239,7 +265,9 @@ def _render_nbconvert(nb, n_fig: int, title: str) -> str:
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
     ex = HTMLExporter(template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True)
-    ex.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={'remove-cell'}, remove_input_tags={'remove-input'}), enabled=True)
+    ex.register_preprocessor(
+        TagRemovePreprocessor(remove_cell_tags={'remove-cell'}, remove_input_tags={'remove-input'}), enabled=True
+    )
     body, _ = ex.from_notebook_node(nb, resources={'metadata': {'name': title}})
     soup = BeautifulSoup(body, 'html.parser')
     strip_external(soup)
@@ -261,7 +289,11 @@ def quarto_project(n_fig: int) -> dict:
     fmt = dict((cfg.get('format') or {}).get('html') or {'embed-resources': True, 'code-fold': True, 'toc': True})
     fmt['embed-resources'] = True
     if n_fig: fmt['include-in-header'] = ['plotly-js.html']
-    return {'project': {'type': 'default'}, 'format': {'html': fmt}, 'execute': cfg.get('execute') or {'enabled': False}}
+    return {
+        'project': {'type': 'default'},
+        'format': {'html': fmt},
+        'execute': cfg.get('execute') or {'enabled': False},
+    }
 
 def _render_quarto(quarto: str, nb, n_fig: int, stem: str, out: Path) -> Path:
     import nbformat
@@ -274,8 +306,10 @@ def _render_quarto(quarto: str, nb, n_fig: int, stem: str, out: Path) -> Path:
         p = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
         made = d / f'{stem}.html'
         if p.returncode != 0 or not made.exists():
-            raise ReportFailed(f"`{' '.join(cmd)}` (in a scratch project) failed with exit code {p.returncode} and no {made.name}; "
-                               f"its output:\n{(p.stdout + p.stderr)[-3000:]}\nrender without Quarto: take `quarto` off PATH")
+            raise ReportFailed(
+                f"`{' '.join(cmd)}` (in a scratch project) failed with exit code {p.returncode} and no {made.name}; "
+                f"its output:\n{(p.stdout + p.stderr)[-3000:]}\nrender without Quarto: take `quarto` off PATH"
+            )
         atomic_write(out, made.read_bytes())
     return out
 
@@ -284,7 +318,11 @@ def render(ipynb_path: str | Path,               # an executed notebook
     "Render an executed notebook to one self-contained HTML file (Quarto if on PATH, else nbconvert); return its path."
     src = Path(ipynb_path)
     if not src.exists(): raise ReportError(f"cannot render {src}: no such notebook")
-    out_dir = Path(out_dir) if out_dir is not None else (src.parent.parent / 'html' if src.parent.name == 'notebooks' else src.parent)
+    out_dir = (
+        Path(out_dir)
+        if out_dir is not None
+        else (src.parent.parent / 'html' if src.parent.name == 'notebooks' else src.parent)
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f'{src.stem}.html'
     nb = _read_nb(src)
@@ -326,7 +364,9 @@ def badge(verdict: str | None) -> str:
 
 def _reports(run: Path) -> list[Path]:
     found = [p for p in (run / 'html').glob('*.html') if p.name != 'index.html']
-    return sorted(found, key=lambda p: (REPORT_ORDER.index(p.stem) if p.stem in REPORT_ORDER else len(REPORT_ORDER), p.stem))
+    return sorted(
+        found, key=lambda p: (REPORT_ORDER.index(p.stem) if p.stem in REPORT_ORDER else len(REPORT_ORDER), p.stem)
+    )
 
 def run_summary(run_dir: str | Path) -> dict:
     "What the indexes show about a run folder: id, date, data set, candidate, verdict, sentence, reports."
@@ -343,13 +383,18 @@ def write_run_index(run_dir: str | Path) -> Path:
     run = Path(run_dir)
     if not run.is_dir(): raise ReportError(f"run folder {run} does not exist")
     r, e = run_summary(run), html.escape
-    items = ''.join(f'<li><a href="{e(p.name)}">{e(p.stem)}</a> <span class="muted">(executed notebook: '
-                    f'<a href="../notebooks/{e(p.stem)}.ipynb">{e(p.stem)}.ipynb</a>)</span></li>' for p in r['reports'])
-    body = (f"<h1>Run {e(r['run_id'])} {badge(r['verdict'])}</h1>\n"
-            f"<p><b>{e(r['sentence']) or 'No verdict yet: run <code>yooptx gate RUN_DIR</code>.'}</b></p>\n"
-            f"<p>candidate: <b>{e(r['candidate']) or '—'}</b> · data set: {e(r['dataset']) or '—'} {e(r['freq'])} · "
-            f"started {e(r['started'][:19]) or '—'} · commit {e(r['commit']) or '—'}</p>\n"
-            f"<h2>Reports</h2>\n<ul>{items or '<li>none rendered yet: <code>yooptx run go_no_go --run ' + e(str(run)) + '</code></li>'}</ul>\n")
+    items = ''.join(
+        f'<li><a href="{e(p.name)}">{e(p.stem)}</a> <span class="muted">(executed notebook: '
+        f'<a href="../notebooks/{e(p.stem)}.ipynb">{e(p.stem)}.ipynb</a>)</span></li>'
+        for p in r['reports']
+    )
+    body = (
+        f"<h1>Run {e(r['run_id'])} {badge(r['verdict'])}</h1>\n"
+        f"<p><b>{e(r['sentence']) or 'No verdict yet: run <code>yooptx gate RUN_DIR</code>.'}</b></p>\n"
+        f"<p>candidate: <b>{e(r['candidate']) or '—'}</b> · data set: {e(r['dataset']) or '—'} {e(r['freq'])} · "
+        f"started {e(r['started'][:19]) or '—'} · commit {e(r['commit']) or '—'}</p>\n"
+        f"<h2>Reports</h2>\n<ul>{items or '<li>none rendered yet: <code>yooptx run go_no_go --run ' + e(str(run)) + '</code></li>'}</ul>\n"
+    )
     if in_runs_dir(run): body += f'<p class="muted"><a href="../../../_site/index.html">all runs</a></p>'
     out = run / 'html' / 'index.html'
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -360,18 +405,30 @@ def write_site_index(root: str | Path | None = None) -> Path:
     "Write `<root>/../_site/index.html` (root default `runs_dir()`) listing every run folder with its badge; return it."
     root = Path(root) if root is not None else runs_dir()
     site = root.parent / '_site'
-    runs = [d for d in (root.iterdir() if root.is_dir() else []) if d.is_dir() and ((d / 'manifest.json').exists() or (d / 'html').is_dir())]
+    runs = [
+        d
+        for d in (root.iterdir() if root.is_dir() else [])
+        if d.is_dir() and ((d / 'manifest.json').exists() or (d / 'html').is_dir())
+    ]
     rows, e = [], html.escape
-    for r in sorted((run_summary(d) | {'dir': d} for d in runs), key=lambda r: (r['started'], r['run_id']), reverse=True):
+    for r in sorted(
+        (run_summary(d) | {'dir': d} for d in runs), key=lambda r: (r['started'], r['run_id']), reverse=True
+    ):
         rel = lambda p: e(Path(os.path.relpath(p, site)).as_posix())
         links = ' · '.join(f'<a href="{rel(p)}">{e(p.stem)}</a>' for p in r['reports'])
         idx = r['dir'] / 'html' / 'index.html'
         rid = f'<a href="{rel(idx)}">{e(r["run_id"])}</a>' if idx.exists() else e(r['run_id'])
-        rows.append(f"<tr><td>{rid}</td><td>{e(r['started'][:10])}</td><td>{e(r['dataset'])} {e(r['freq'])}</td><td>{e(r['candidate'])}</td>"
-                    f"<td>{badge(r['verdict'])}</td><td>{links or '<span class=muted>no reports</span>'}</td></tr>")
-    body = (f"<h1>yooptx runs</h1>\n<p class=\"muted\">{len(rows)} run folder(s) in {e(str(root))}</p>\n"
-            "<table><tr><th>run</th><th>date</th><th>data set</th><th>candidate</th><th>verdict</th><th>reports</th></tr>\n"
-            + '\n'.join(rows) + "</table>")
+        rows.append(
+            f"<tr><td>{rid}</td><td>{e(r['started'][:10])}</td><td>{e(r['dataset'])}"
+            f" {e(r['freq'])}</td><td>{e(r['candidate'])}</td>"
+            f"<td>{badge(r['verdict'])}</td><td>{links or '<span class=muted>no reports</span>'}</td></tr>"
+        )
+    body = (
+        f"<h1>yooptx runs</h1>\n<p class=\"muted\">{len(rows)} run folder(s) in {e(str(root))}</p>\n"
+        "<table><tr><th>run</th><th>date</th><th>data set</th><th>candidate</th><th>verdict</th><th>reports</th></tr>\n"
+        + '\n'.join(rows)
+        + "</table>"
+    )
     out = site / 'index.html'
     site.mkdir(parents=True, exist_ok=True)
     atomic_write(out, _PAGE.format(title='yooptx runs', body=body))
@@ -399,16 +456,31 @@ def demo_encoders(run_dir: str | Path) -> tuple[str | None, str | None]:
     encs = list(sel.get('encoders') or [])
     fam = sel.get('families') or {}
     cand = sel.get('candidate')
-    best = max(encs, key=lambda e: (fam.get(e) or {}).get('val_score') if (fam.get(e) or {}).get('val_score') is not None else float('-inf'), default=None)
+    best = max(
+        encs,
+        key=lambda e: (
+            (fam.get(e) or {}).get('val_score') if (fam.get(e) or {}).get('val_score') is not None else float('-inf')
+        ),
+        default=None,
+    )
     train_enc = cand if cand in encs else best
-    att = cand if cand in ATTENTION_ENCODERS and cand in encs else next((e for e in ATTENTION_ENCODERS if e in encs), None)
+    att = (
+        cand
+        if cand in ATTENTION_ENCODERS and cand in encs
+        else next((e for e in ATTENTION_ENCODERS if e in encs), None)
+    )
     return train_enc, att
 
 def demo_reports(run_dir: str | Path, progress: bool = True) -> Path:
     "Render the demo run's go/no-go, walk-forward, train and attention reports; return the go/no-go HTML path."
     run_dir = Path(run_dir)
     train_enc, att_enc = demo_encoders(run_dir)
-    plan = [('go_no_go', {}), ('walk_forward', {}), ('train', {'encoder': train_enc}), ('attention', {'encoder': att_enc})]
+    plan = [
+        ('go_no_go', {}),
+        ('walk_forward', {}),
+        ('train', {'encoder': train_enc}),
+        ('attention', {'encoder': att_enc}),
+    ]
     paths = {}
     for name, want in plan:
         declared = declared_parameters(name)

@@ -33,7 +33,10 @@ class TrainedEncoder:
     def periods_per_year(self) -> float:
         from yooptx.metrics import periods_per_year
         return float(periods_per_year(self.data.calendar, self.data.freq))
-    def __repr__(self): return f"TrainedEncoder({self.encoder} in {self.path.name}: folds {self.folds}, seeds {self.seeds})"
+
+    def __repr__(self):
+        return f"TrainedEncoder({self.encoder} in {self.path.name}: folds {self.folds}, seeds {self.seeds})"
+
 
 def parse_folds(folds) -> list[int] | None:   # '' (all), '0,2', an int or a list
     "Fold numbers from a report parameter: None for all."
@@ -45,12 +48,18 @@ def parse_folds(folds) -> list[int] | None:   # '' (all), '0,2', an int or a lis
 
 def _check_encoder(cfg: ExperimentConfig, encoder: str, where: str):
     if encoder not in cfg.encoders:
-        raise UserError(f"encoder {encoder!r} is not in the encoders section of {where} ({', '.join(cfg.encoders) or 'none'}): pick one of those or add it to the config")
+        raise UserError(
+            f"encoder {encoder!r} is not in the encoders section of {where} ({', '.join(cfg.encoders) or 'none'}): pick"
+            " one of those or add it to the config"
+        )
 
 def _check_folds(fl, data):
     allf = [f.fold for f in data.folds]
     bad = [f for f in (fl or []) if f not in allf]
-    if bad: raise UserError(f"folds {bad} do not exist; the data have folds {', '.join(map(str, allf))}: pick from those, or '' for all")
+    if bad:
+        raise UserError(
+            f"folds {bad} do not exist; the data have folds {', '.join(map(str, allf))}: pick from those, or '' for all"
+        )
 
 def train_encoder(config: str = 'demo',      # packaged config name or YAML path (ignored when run_dir is given)
                   encoder: str = 'transformer',
@@ -70,14 +79,17 @@ def train_encoder(config: str = 'demo',      # packaged config name or YAML path
         data = reopen_data(path, cfg)
         _check_folds(fl, data)
         seeds = list(cfg.seeds)
-        todo = [t for t in plan(cfg, [encoder], seeds, fl, n_folds=len(data.folds)) if not Ledger(path).done(t['trial_id'])]
+        todo = [
+            t for t in plan(cfg, [encoder], seeds, fl, n_folds=len(data.folds)) if not Ledger(path).done(t['trial_id'])
+        ]
         if todo:
             fit(cfg, data=data, run_dir=path, encoders=[encoder], folds=fl, progress=progress)
             if (path / 'selection.json').exists():      # a bake-off run: its selection, ensembles and backtest include the new trials
                 from yooptx.experiments.bakeoff import assemble
                 assemble(path, data)
     else:
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1: raise UserError(f"epochs={epochs!r}: expected an integer >= 1")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise UserError(f"epochs={epochs!r}: expected an integer >= 1")
         if isinstance(seed, bool) or not isinstance(seed, int): raise UserError(f"seed={seed!r}: expected an integer")
         cfg = load_config(config, [f"seeds=[{seed}]", f"budget.max_epochs={epochs}"])
         _check_encoder(cfg, encoder, f"config {config!r}")
@@ -90,10 +102,16 @@ def train_encoder(config: str = 'demo',      # packaged config name or YAML path
 def data_summary(data) -> pl.DataFrame:   # an `ExperimentData`
     "item, value rows: data set, bars, symbols, date range, bar size, features, labels and their balance."
     b, lab, cfg = data.bars, data.labels, data.config
-    rows = [('data set', data.dataset), ('bars', f"{b.height:,}"), ('symbols', ', '.join(data.symbols)),
-            ('date range (UTC)', f"{b['timestamp'].min():%Y-%m-%d} → {b['timestamp'].max():%Y-%m-%d}"), ('bar size / calendar', f"{data.freq} / {data.calendar}"),
-            ('features', f"{len(data.feature_names)}: {', '.join(data.feature_names)}"), ('labels', f"{cfg.labels.kind}, horizon {data.horizon} bar(s)"),
-            ('folds', f"{len(data.folds)} ({cfg.splits.mode}, embargo {cfg.splits.embargo})")]
+    rows = [
+        ('data set', data.dataset),
+        ('bars', f"{b.height:,}"),
+        ('symbols', ', '.join(data.symbols)),
+        ('date range (UTC)', f"{b['timestamp'].min():%Y-%m-%d} → {b['timestamp'].max():%Y-%m-%d}"),
+        ('bar size / calendar', f"{data.freq} / {data.calendar}"),
+        ('features', f"{len(data.feature_names)}: {', '.join(data.feature_names)}"),
+        ('labels', f"{cfg.labels.kind}, horizon {data.horizon} bar(s)"),
+        ('folds', f"{len(data.folds)} ({cfg.splits.mode}, embargo {cfg.splits.embargo})"),
+    ]
     if 'label' in lab.columns:
         y = lab['label'].drop_nulls()
         if y.dtype.is_float(): y = y.drop_nans()
@@ -101,14 +119,23 @@ def data_summary(data) -> pl.DataFrame:   # an `ExperimentData`
             rows.append(('label mean / std', f"{y.mean():.3g} / {y.std():.3g} ({y.len():,} labelled bars)"))
         else:
             vc = y.value_counts().sort(y.name)
-            rows.append(('label balance', ', '.join(f"{v:g}: {n / y.len():.1%}" for v, n in vc.iter_rows()) + f" ({y.len():,} labelled bars)"))
+            rows.append(
+                (
+                    'label balance',
+                    ', '.join(f"{v:g}: {n / y.len():.1%}" for v, n in vc.iter_rows()) + f" ({y.len():,} labelled bars)",
+                )
+            )
     rows += [('warnings', w) for w in data.warnings]
     return pl.DataFrame({'item': [r[0] for r in rows], 'value': [str(r[1]) for r in rows]})
 
 def folds_figure(data) -> go.Figure:
     "The walk-forward folds of the data as a timeline (yooptx.splits.plot_folds)."
     from yooptx.splits import plot_folds
-    return plot_folds(data.folds, data.labels['timestamp'], title=f"{len(data.folds)} walk-forward folds of {data.dataset}: train / purge / validation / test / embargo")
+    return plot_folds(
+        data.folds,
+        data.labels['timestamp'],
+        title=f"{len(data.folds)} walk-forward folds of {data.dataset}: train / purge / validation / test / embargo",
+    )
 
 # %% ../../nbs/reporting/63_trainviews.ipynb #e27669ac
 def learning_curves(path, encoder: str) -> pl.DataFrame:   # run folder
@@ -121,25 +148,66 @@ def learning_curves(path, encoder: str) -> pl.DataFrame:   # run folder
         ea = EventAccumulator(str(d), size_guidance={'scalars': 0}); ea.Reload()
         for tag in ea.Tags().get('scalars', []):
             rows += [(d.parent.name, fold, seed, tag, int(e.step), float(e.value)) for e in ea.Scalars(tag)]
-    return pl.DataFrame(rows, schema={'params_hash': pl.Utf8, 'fold': pl.Int32, 'seed': pl.Int32, 'tag': pl.Utf8, 'step': pl.Int64, 'value': pl.Float64},
-                        orient='row').unique(['params_hash', 'fold', 'seed', 'tag', 'step'], keep='last').sort('params_hash', 'fold', 'seed', 'tag', 'step')
+    return (
+        pl.DataFrame(
+            rows,
+            schema={
+                'params_hash': pl.Utf8,
+                'fold': pl.Int32,
+                'seed': pl.Int32,
+                'tag': pl.Utf8,
+                'step': pl.Int64,
+                'value': pl.Float64,
+            },
+            orient='row',
+        )
+        .unique(['params_hash', 'fold', 'seed', 'tag', 'step'], keep='last')
+        .sort('params_hash', 'fold', 'seed', 'tag', 'step')
+    )
 
 def learning_curves_figure(curves: pl.DataFrame, monitor: str = 'val_sharpe', title: str | None = None) -> go.Figure:   # from `learning_curves`
     "Training loss, validation metric and learning rate against the optimizer step, one line per fold × seed (× configuration)."
     lr_tag = next((t for t in sorted(curves['tag'].unique()) if t.startswith('lr-')), None)
-    panels = [('train_loss_epoch' if 'train_loss_epoch' in curves['tag'] else 'train_loss_step', 'training loss (per epoch)'),
-              (monitor, f'validation {monitor}'), (lr_tag, 'learning rate')]
+    panels = [
+        ('train_loss_epoch' if 'train_loss_epoch' in curves['tag'] else 'train_loss_step', 'training loss (per epoch)'),
+        (monitor, f'validation {monitor}'),
+        (lr_tag, 'learning rate'),
+    ]
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06, subplot_titles=[p[1] for p in panels])
     multi = curves['params_hash'].n_unique() > 1
-    colours = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
+    colours = [
+        '#1f77b4',
+        '#ff7f0e',
+        '#2ca02c',
+        '#d62728',
+        '#9467bd',
+        '#8c564b',
+        '#e377c2',
+        '#7f7f7f',
+        '#bcbd22',
+        '#17becf',
+    ]
     for i, ((h, k, s), g) in enumerate(curves.group_by('params_hash', 'fold', 'seed', maintain_order=True)):
         name = f"fold {k} seed {s}" + (f" {h[:6]}" if multi else '')
         for r, (tag, _) in enumerate(panels, 1):
             t = g.filter(pl.col('tag') == tag)
             if tag is None or not t.height: continue
-            fig.add_trace(go.Scatter(x=t['step'], y=t['value'], name=name, legendgroup=name, showlegend=r == 1, mode='lines+markers',
-                                     line=dict(color=colours[i % len(colours)])), row=r, col=1)
-    fig.update_yaxes(title_text='loss', row=1, col=1); fig.update_yaxes(title_text=monitor, row=2, col=1); fig.update_yaxes(title_text='lr', row=3, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=t['step'],
+                    y=t['value'],
+                    name=name,
+                    legendgroup=name,
+                    showlegend=r == 1,
+                    mode='lines+markers',
+                    line=dict(color=colours[i % len(colours)]),
+                ),
+                row=r,
+                col=1,
+            )
+    fig.update_yaxes(title_text='loss', row=1, col=1)
+    fig.update_yaxes(title_text=monitor, row=2, col=1)
+    fig.update_yaxes(title_text='lr', row=3, col=1)
     fig.update_xaxes(title_text='optimizer step', row=3, col=1)
     fig.update_layout(title=title or 'Learning curves per fold and seed', height=750, hovermode='closest')
     return fig
@@ -147,7 +215,19 @@ def learning_curves_figure(curves: pl.DataFrame, monitor: str = 'val_sharpe', ti
 def validation_table(path, encoder: str) -> pl.DataFrame:   # run folder
     "The encoder's ledger rows: configuration, fold, seed, status, validation metric and loss, epochs, duration."
     led = Ledger(path).read().filter(pl.col('encoder') == encoder)
-    return led.select('params_hash', 'fold', 'seed', 'status', 'val_metric_name', 'val_metric', 'val_loss', 'n_epochs', 'best_epoch', 'duration_s', 'error').sort('params_hash', 'fold', 'seed')
+    return led.select(
+        'params_hash',
+        'fold',
+        'seed',
+        'status',
+        'val_metric_name',
+        'val_metric',
+        'val_loss',
+        'n_epochs',
+        'best_epoch',
+        'duration_s',
+        'error',
+    ).sort('params_hash', 'fold', 'seed')
 
 # %% ../../nbs/reporting/63_trainviews.ipynb #5dabd194
 def encoder_backtest(te: TrainedEncoder) -> pl.DataFrame:
@@ -158,8 +238,14 @@ def encoder_backtest(te: TrainedEncoder) -> pl.DataFrame:
     d, cfg = te.data, te.config
     p = predict(te.path, encoders=[te.encoder])
     # trained configurations only (a bake-off's predictions also hold the walk-forward choice among them, 'sel-…')
-    p = p.filter(pl.col('fold').is_in(te.folds) & pl.col('seed').is_in(te.seeds) & ~pl.col('params_hash').str.starts_with('sel-'))
-    if not p.height: raise UserError(f"no predictions of {te.encoder} in {te.path} for folds {te.folds}, seeds {te.seeds}: did every trial fail? see ledger.parquet and train.log")
+    p = p.filter(
+        pl.col('fold').is_in(te.folds) & pl.col('seed').is_in(te.seeds) & ~pl.col('params_hash').str.starts_with('sel-')
+    )
+    if not p.height:
+        raise UserError(
+            f"no predictions of {te.encoder} in {te.path} for folds {te.folds}, seeds {te.seeds}: did every trial fail?"
+            " see ledger.parquet and train.log"
+        )
     frames = [run_predictions(d.bars, p, cfg.costs, cfg.backtest, d.calendar, d.freq)]
     if cfg.baselines:
         b = run_baselines(d, seeds=te.seeds).filter(pl.col('fold').is_in(te.folds))

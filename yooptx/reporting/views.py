@@ -33,8 +33,18 @@ __all__ = ['OfflineNotebookRenderer', 'frame_html', 'setup_notebook', 'RunView',
 class OfflineNotebookRenderer(NotebookRenderer):
     "plotly's `notebook` renderer (plotly.js embedded once) without the per-figure MathJax CDN script."
     def to_mimebundle(self, fig_dict):
-        return {'text/html': pio.to_html(fig_dict, config=self.config, include_plotlyjs=False, include_mathjax=False, full_html=False,
-                                         default_width='100%', default_height=525, validate=False)}
+        return {
+            'text/html': pio.to_html(
+                fig_dict,
+                config=self.config,
+                include_plotlyjs=False,
+                include_mathjax=False,
+                full_html=False,
+                default_width='100%',
+                default_height=525,
+                validate=False,
+            )
+        }
 
 def _cell(v) -> str:
     if v is None: return ''
@@ -50,7 +60,9 @@ def frame_html(df: pl.DataFrame, rows: int = 40) -> str:
     head = ''.join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     num = [df.schema[c].is_numeric() for c in df.columns]
     td = lambda n: '<td style="text-align:right">' if n else '<td>'
-    body = ''.join('<tr>' + ''.join(f"{td(n)}{esc(v)}</td>" for v, n in zip(r, num)) + '</tr>' for r in df.head(rows).iter_rows())
+    body = ''.join(
+        '<tr>' + ''.join(f"{td(n)}{esc(v)}</td>" for v, n in zip(r, num)) + '</tr>' for r in df.head(rows).iter_rows()
+    )
     more = f"<p><i>… {df.height - rows:,} more rows</i></p>" if df.height > rows else ''
     return f'<table class="dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
 
@@ -60,13 +72,20 @@ def setup_notebook(rows: int = 40) -> None:   # most table rows shown
     try:
         ip = get_ipython()   # noqa: F821 (defined inside IPython kernels)
         ip.display_formatter.formatters['text/html'].for_type(pl.DataFrame, lambda df: frame_html(df, rows))
-    except NameError: pass
+    except NameError:
+        pass
     if 'yooptx' not in pio.renderers: pio.renderers['yooptx'] = OfflineNotebookRenderer()
     pio.renderers.default = 'yooptx'
-    pl.Config.set_tbl_rows(rows); pl.Config.set_tbl_cols(30); pl.Config.set_fmt_str_lengths(160); pl.Config.set_tbl_width_chars(200)
-    pl.Config.set_tbl_hide_dataframe_shape(True); pl.Config.set_tbl_hide_column_data_types(True); pl.Config.set_float_precision(4)
+    pl.Config.set_tbl_rows(rows)
+    pl.Config.set_tbl_cols(30)
+    pl.Config.set_fmt_str_lengths(160)
+    pl.Config.set_tbl_width_chars(200)
+    pl.Config.set_tbl_hide_dataframe_shape(True)
+    pl.Config.set_tbl_hide_column_data_types(True)
+    pl.Config.set_float_precision(4)
     warnings.filterwarnings('ignore')
-    for name in ('lightning', 'lightning.pytorch', 'lightning.fabric', 'pytorch_lightning'): logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ('lightning', 'lightning.pytorch', 'lightning.fabric', 'pytorch_lightning'):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 # %% ../../nbs/reporting/61_views.ipynb #0ddda696
 @dataclass
@@ -93,24 +112,39 @@ class RunView:
     @property
     def candidate(self) -> str | None:
         "Name of the series the gate judges: 'candidate' (the walk-forward choice of family per fold), or the selected family in older runs."
+
         return 'candidate' if self.selection.get('candidate_params_hash') else self.selection.get('candidate')
     @property
-    def candidate_label(self) -> str | None: return self.selection.get('candidate_label') or self.selection.get('candidate')
+    def candidate_label(self) -> str | None:
+        return self.selection.get('candidate_label') or self.selection.get('candidate')
+
     @property
-    def baselines(self) -> list[str]: return [b for b in self.selection.get('baselines', []) if b in self.selection.get('families', {})]
+    def baselines(self) -> list[str]:
+        return [b for b in self.selection.get('baselines', []) if b in self.selection.get('families', {})]
+
     @property
     def candidates(self) -> list[str]:
         "The candidate, then the selected encoder families and ensembles (not baselines)."
         return [f for f in self.pairs if f not in self.baselines]
     @property
-    def families(self) -> list[str]: return list(self.pairs)
+    def families(self) -> list[str]:
+        return list(self.pairs)
+
     @property
-    def candidate_and_baselines(self) -> list[str]: return [self.candidate] + self.baselines
+    def candidate_and_baselines(self) -> list[str]:
+        return [self.candidate] + self.baselines
+
     @property
     def assumed_cost_bps(self) -> float:
         "Cost per unit of turnover the experiment assumes (bps), as the gate counts it."
         return self.config.costs.per_unit_bps
-    def __repr__(self): return f"RunView({self.path.name}: candidate {self.candidate_label}, {len(self.families)} series, {self.ledger.height} ledger rows)"
+
+    def __repr__(self):
+        return (
+            f"RunView({self.path.name}: candidate {self.candidate_label}, {len(self.families)} series,"
+            f" {self.ledger.height} ledger rows)"
+        )
+
 
 def _json(p: Path) -> dict | None: return json.loads(p.read_text()) if p.exists() else None
 
@@ -120,12 +154,25 @@ def load_run(run_dir='') -> RunView:   # a run folder, or '' for the latest
     cfg = read_run_config(p)
     pq = lambda n: pl.read_parquet(p / n) if (p / n).exists() else None
     man, met = _json(p / 'manifest.json') or {}, _json(p / 'metrics.json') or {}
-    return RunView(p, cfg, man, Ledger(p).read(), pq('predictions.parquet'), pq('backtest.parquet'), _json(p / 'selection.json') or {},
-                   met, _json(p / 'verdict.json'), run_periods_per_year(p))
+    return RunView(
+        p,
+        cfg,
+        man,
+        Ledger(p).read(),
+        pq('predictions.parquet'),
+        pq('backtest.parquet'),
+        _json(p / 'selection.json') or {},
+        met,
+        _json(p / 'verdict.json'),
+        run_periods_per_year(p),
+    )
 
 def _need_bakeoff(run: RunView, what: str):
     if run.backtest is None or not run.selection.get('families'):
-        raise UserError(f"{what}: run {run.path} has no selection.json/backtest.parquet (not a finished bake-off): run `yooptx bakeoff CONFIG --run {run.path}`")
+        raise UserError(
+            f"{what}: run {run.path} has no selection.json/backtest.parquet (not a finished bake-off): run `yooptx"
+            f" bakeoff CONFIG --run {run.path}`"
+        )
 
 # %% ../../nbs/reporting/61_views.ipynb #3b7d34f2
 def family_returns(run: RunView, families=None) -> dict[str, pl.DataFrame]:   # default: every selected family
@@ -142,12 +189,35 @@ def metrics_table(returns: dict[str, pl.DataFrame],   # name -> returns frame (t
     for name, r in returns.items():
         if r.height < 3: continue
         m = trading_metrics(r.sort('timestamp'), periods_per_year)
-        rows.append({'strategy': name, 'net_sharpe': m['sharpe'], 'gross_sharpe': m.get('gross_sharpe'), 'annual_return_pct': 100 * m['annual_return'],
-                     'annual_vol_pct': 100 * m['annual_vol'], 'max_drawdown_pct': 100 * m['max_drawdown'], 'turnover_per_year': m.get('turnover'),
-                     'break_even_bps': m.get('break_even_bps'), 'hit_rate': m['hit_rate'], 'n_bars': m['n_bars']})
-    return pl.DataFrame(rows, schema={'strategy': pl.Utf8, 'net_sharpe': pl.Float64, 'gross_sharpe': pl.Float64, 'annual_return_pct': pl.Float64,
-                                      'annual_vol_pct': pl.Float64, 'max_drawdown_pct': pl.Float64, 'turnover_per_year': pl.Float64,
-                                      'break_even_bps': pl.Float64, 'hit_rate': pl.Float64, 'n_bars': pl.Int64})
+        rows.append(
+            {
+                'strategy': name,
+                'net_sharpe': m['sharpe'],
+                'gross_sharpe': m.get('gross_sharpe'),
+                'annual_return_pct': 100 * m['annual_return'],
+                'annual_vol_pct': 100 * m['annual_vol'],
+                'max_drawdown_pct': 100 * m['max_drawdown'],
+                'turnover_per_year': m.get('turnover'),
+                'break_even_bps': m.get('break_even_bps'),
+                'hit_rate': m['hit_rate'],
+                'n_bars': m['n_bars'],
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            'strategy': pl.Utf8,
+            'net_sharpe': pl.Float64,
+            'gross_sharpe': pl.Float64,
+            'annual_return_pct': pl.Float64,
+            'annual_vol_pct': pl.Float64,
+            'max_drawdown_pct': pl.Float64,
+            'turnover_per_year': pl.Float64,
+            'break_even_bps': pl.Float64,
+            'hit_rate': pl.Float64,
+            'n_bars': pl.Int64,
+        },
+    )
 
 def equity_figure(returns: dict[str, pl.DataFrame],   # name -> returns frame; the first is the strategy, the rest benchmarks
                   title: str | None = None) -> go.Figure:
@@ -156,41 +226,64 @@ def equity_figure(returns: dict[str, pl.DataFrame],   # name -> returns frame; t
     if not returns: raise UserError("equity_figure: no return series to plot")
     (name, main), *rest = returns.items()
     others = ', '.join(k for k, _ in rest) if len(rest) <= 3 else f"{len(rest)} others"
-    return plot_equity(main, dict(rest), name=name, title=title or f"{name} vs {others or 'nothing'}: net equity, stitched test blocks")
+    return plot_equity(
+        main, dict(rest), name=name, title=title or f"{name} vs {others or 'nothing'}: net equity, stitched test blocks"
+    )
 
 # %% ../../nbs/reporting/61_views.ipynb #f07ac35f
 def fold_ranges(run: RunView) -> pl.DataFrame:
     "fold, test_start, test_end, n_bars of every fold's test block (from the prediction frame's test rows)."
     if run.predictions is None: raise UserError(f"run {run.path} has no predictions.parquet")
     t = run.predictions.filter(pl.col('split') == 'test')
-    return (t.group_by('fold').agg(test_start=pl.col('timestamp').min(), test_end=pl.col('timestamp').max(), n_bars=pl.col('timestamp').n_unique())
-             .sort('test_start'))
+    return (
+        t.group_by('fold')
+        .agg(
+            test_start=pl.col('timestamp').min(),
+            test_end=pl.col('timestamp').max(),
+            n_bars=pl.col('timestamp').n_unique(),
+        )
+        .sort('test_start')
+    )
 
 def with_fold(frame: pl.DataFrame, ranges: pl.DataFrame) -> pl.DataFrame:
     "`frame` (with a timestamp) plus the fold whose test block each row falls in."
     r = ranges.select(pl.col('test_start').alias('timestamp'), pl.col('fold').cast(pl.Int32)).sort('timestamp')
-    return frame.sort('timestamp').join_asof(r, on='timestamp', strategy='backward').filter(pl.col('fold').is_not_null())
+    return (
+        frame.sort('timestamp').join_asof(r, on='timestamp', strategy='backward').filter(pl.col('fold').is_not_null())
+    )
 
 def _keys(run: RunView, names=None) -> pl.DataFrame:
     p = run.pairs; names = list(p) if names is None else list(names)
-    return pl.DataFrame({'encoder': [p[n][0] for n in names], 'params_hash': [p[n][1] for n in names]}, schema={'encoder': pl.Utf8, 'params_hash': pl.Utf8})
+    return pl.DataFrame(
+        {'encoder': [p[n][0] for n in names], 'params_hash': [p[n][1] for n in names]},
+        schema={'encoder': pl.Utf8, 'params_hash': pl.Utf8},
+    )
 
 def fold_seed_table(run: RunView) -> pl.DataFrame:
     "One row per family, fold and seed: test bars, net and gross Sharpe (annualized), net return (%)."
     _need_bakeoff(run, 'fold_seed_table')
     key = _keys(run)
     bt = with_fold(run.backtest.join(key, on=['encoder', 'params_hash']), fold_ranges(run))
-    out = (bt.group_by('encoder', 'fold', 'seed').agg(n_bars=pl.len(), net_sharpe=sharpe_expr(pl.col('net'), run.periods_per_year),
-                                                      gross_sharpe=sharpe_expr(pl.col('gross'), run.periods_per_year),
-                                                      net_return_pct=100 * ((1 + pl.col('net').sort_by('timestamp')).product() - 1))
-             .rename({'encoder': 'family'}))
+    out = (
+        bt.group_by('encoder', 'fold', 'seed')
+        .agg(
+            n_bars=pl.len(),
+            net_sharpe=sharpe_expr(pl.col('net'), run.periods_per_year),
+            gross_sharpe=sharpe_expr(pl.col('gross'), run.periods_per_year),
+            net_return_pct=100 * ((1 + pl.col('net').sort_by('timestamp')).product() - 1),
+        )
+        .rename({'encoder': 'family'})
+    )
     order = {f: i for i, f in enumerate(run.families)}
     return out.sort(pl.col('family').replace_strict(order, default=len(order)), 'fold', 'seed')
 
 def fold_table(run: RunView) -> pl.DataFrame:
     "Net Sharpe (annualized, seed-averaged returns) of every family in every fold's test block: fold × family."
     ranges = fold_ranges(run)
-    parts = [with_fold(r, ranges).group_by('fold').agg(sharpe_expr(pl.col('net'), run.periods_per_year).alias(f)) for f, r in family_returns(run).items()]
+    parts = [
+        with_fold(r, ranges).group_by('fold').agg(sharpe_expr(pl.col('net'), run.periods_per_year).alias(f))
+        for f, r in family_returns(run).items()
+    ]
     out = ranges.with_columns(pl.col('fold').cast(pl.Int32))
     for p in parts: out = out.join(p, on='fold', how='left')
     return out.sort('fold')
@@ -198,8 +291,11 @@ def fold_table(run: RunView) -> pl.DataFrame:
 def seed_table(run: RunView) -> pl.DataFrame:
     "Net Sharpe (annualized, whole test) of every family for every seed: seed × family (null where a family has no such seed)."
     _need_bakeoff(run, 'seed_table')
-    rows = (run.backtest.join(_keys(run), on=['encoder', 'params_hash'])
-               .group_by('encoder', 'seed').agg(sharpe_expr(pl.col('net').sort_by('timestamp'), run.periods_per_year).alias('net_sharpe')))
+    rows = (
+        run.backtest.join(_keys(run), on=['encoder', 'params_hash'])
+        .group_by('encoder', 'seed')
+        .agg(sharpe_expr(pl.col('net').sort_by('timestamp'), run.periods_per_year).alias('net_sharpe'))
+    )
     wide = rows.pivot(on='encoder', index='seed', values='net_sharpe').sort('seed')
     return wide.select('seed', *[f for f in run.families if f in wide.columns])
 
@@ -214,12 +310,25 @@ def rolling_sharpe_figure(run: RunView, window: int | None = None, families=None
     fig = go.Figure()
     for i, (f, r) in enumerate(rets.items()):
         x = pl.col('net')
-        s = r.sort('timestamp').select('timestamp', sr=x.rolling_mean(w) / x.rolling_std(w, ddof=1) * math.sqrt(run.periods_per_year))
+        s = r.sort('timestamp').select(
+            'timestamp', sr=x.rolling_mean(w) / x.rolling_std(w, ddof=1) * math.sqrt(run.periods_per_year)
+        )
         s = s.with_columns(pl.when(pl.col('sr').is_finite()).then('sr'))
-        fig.add_trace(go.Scatter(x=s['timestamp'], y=s['sr'], name=f, line=dict(width=2.5 if i == 0 else 1, dash=None if i == 0 else 'dot')))
+        fig.add_trace(
+            go.Scatter(
+                x=s['timestamp'],
+                y=s['sr'],
+                name=f,
+                line=dict(width=2.5 if i == 0 else 1, dash=None if i == 0 else 'dot'),
+            )
+        )
     fig.add_hline(y=0, line=dict(color='grey', width=1))
-    fig.update_layout(title=f'Rolling net Sharpe ratio ({w}-bar window, annualized)', xaxis_title='time (UTC)', yaxis_title='Sharpe ratio (annualized)',
-                      hovermode='x unified')
+    fig.update_layout(
+        title=f'Rolling net Sharpe ratio ({w}-bar window, annualized)',
+        xaxis_title='time (UTC)',
+        yaxis_title='Sharpe ratio (annualized)',
+        hovermode='x unified',
+    )
     return fig
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -230,18 +339,33 @@ def signal_frame(run: RunView, family: str | None = None, split: str = 'test') -
     "A family's selected configuration's rows of one split, predictions averaged over seeds: timestamp, symbol, prediction, fwd_return, label."
     family = family or run.candidate
     pairs = run.pairs
-    if family not in pairs: raise UserError(f"family {family!r} has no selected configuration in {run.path.name}; families: {', '.join(pairs)}")
+    if family not in pairs:
+        raise UserError(
+            f"family {family!r} has no selected configuration in {run.path.name}; families: {', '.join(pairs)}"
+        )
     e, h = pairs[family]
     p = run.predictions.filter((pl.col('encoder') == e) & (pl.col('params_hash') == h) & (pl.col('split') == split))
-    return p.group_by('timestamp', 'symbol').agg(pl.col('prediction').mean(), pl.col('fwd_return').first(), pl.col('label').first()).sort('timestamp', 'symbol')
+    return (
+        p.group_by('timestamp', 'symbol')
+        .agg(pl.col('prediction').mean(), pl.col('fwd_return').first(), pl.col('label').first())
+        .sort('timestamp', 'symbol')
+    )
 
 def rolling_ic(sig: pl.DataFrame, window: int) -> pl.DataFrame:
     "timestamp, ic: Spearman correlation of prediction and forward return over the trailing `window` dates (symbols pooled)."
     d = sig.filter(pl.col('fwd_return').is_finite().fill_null(False)).sort('timestamp')
     ts = d['timestamp'].unique(maintain_order=True)
-    pos = d['timestamp'].search_sorted(ts, side='left').to_numpy(); end = d['timestamp'].search_sorted(ts, side='right').to_numpy()
+    pos = d['timestamp'].search_sorted(ts, side='left').to_numpy()
+    end = d['timestamp'].search_sorted(ts, side='right').to_numpy()
     p, r = d['prediction'].to_numpy(), d['fwd_return'].to_numpy()
-    ic = [_spearman(p[pos[max(0, i - window + 1)]:end[i]], r[pos[max(0, i - window + 1)]:end[i]]) if i >= window - 1 else float('nan') for i in range(len(ts))]
+    ic = [
+        (
+            _spearman(p[pos[max(0, i - window + 1)] : end[i]], r[pos[max(0, i - window + 1)] : end[i]])
+            if i >= window - 1
+            else float('nan')
+        )
+        for i in range(len(ts))
+    ]
     return pl.DataFrame({'timestamp': ts, 'ic': ic}).with_columns(pl.col('ic').fill_nan(None))
 
 def ic_figure(run: RunView, family: str | None = None, window: int | None = None) -> go.Figure:
@@ -253,15 +377,27 @@ def ic_figure(run: RunView, family: str | None = None, window: int | None = None
     n_sym = sig['symbol'].n_unique()
     if n_sym >= 3:
         ic = ic_by_date(sig.with_columns(encoder=pl.lit(family)))
-        return plot_ic(ic, window=window or 20, title=f'{family}: cross-sectional information coefficient per date ({n_sym} symbols)')
+        return plot_ic(
+            ic,
+            window=window or 20,
+            title=f'{family}: cross-sectional information coefficient per date ({n_sym} symbols)',
+        )
     ic = rolling_ic(sig, w := _window(sig['timestamp'].n_unique(), window))
     ok = sig.filter(pl.col('fwd_return').is_finite().fill_null(False))
     full = _spearman(ok['prediction'].to_numpy(), ok['fwd_return'].to_numpy())
-    fig = go.Figure(go.Scatter(x=ic['timestamp'], y=ic['ic'], name=f'{w}-bar rolling IC', line=dict(color='#08519c', width=2)))
+    fig = go.Figure(
+        go.Scatter(x=ic['timestamp'], y=ic['ic'], name=f'{w}-bar rolling IC', line=dict(color='#08519c', width=2))
+    )
     fig.add_hline(y=0, line=dict(color='grey', width=1))
-    if math.isfinite(full): fig.add_hline(y=full, line=dict(color='#08519c', width=1, dash='dot'), annotation_text=f'whole test period: {full:.3f}')
-    fig.update_layout(title=f'{family}: rolling time-series information coefficient ({w} bars, {n_sym} symbol(s) pooled)',
-                      xaxis_title='decision time (UTC)', yaxis_title='Spearman IC (prediction vs forward return)')
+    if math.isfinite(full):
+        fig.add_hline(
+            y=full, line=dict(color='#08519c', width=1, dash='dot'), annotation_text=f'whole test period: {full:.3f}'
+        )
+    fig.update_layout(
+        title=f'{family}: rolling time-series information coefficient ({w} bars, {n_sym} symbol(s) pooled)',
+        xaxis_title='decision time (UTC)',
+        yaxis_title='Spearman IC (prediction vs forward return)',
+    )
     return fig
 
 # %% ../../nbs/reporting/61_views.ipynb #2b33c56f
@@ -270,10 +406,14 @@ def reopen_data(path, config: ExperimentConfig | None = None):
     from yooptx.experiment import prepare
     path = Path(path); cfg = config or read_run_config(path)
     d = (_json(path / 'manifest.json') or {}).get('data') or {}
-    if (path / 'bars.parquet').exists(): return prepare(cfg, bars=pl.read_parquet(path / 'bars.parquet'), calendar=d.get('calendar'), freq=d.get('freq'))
+    if (path / 'bars.parquet').exists():
+        return prepare(cfg, bars=pl.read_parquet(path / 'bars.parquet'), calendar=d.get('calendar'), freq=d.get('freq'))
     if d.get('name') == 'given':
-        raise UserError(f"run {path.name} was made on bars passed in directly (data set 'given') and keeps no bars.parquet, so its data cannot be "
-                        f"reloaded: save them as {path / 'bars.parquet'}, or rerun with a catalog data set (`yooptx data ingest`)")
+        raise UserError(
+            f"run {path.name} was made on bars passed in directly (data set 'given') and keeps no bars.parquet, so its"
+            f" data cannot be reloaded: save them as {path / 'bars.parquet'}, or rerun with a catalog data set (`yooptx"
+            " data ingest`)"
+        )
     return prepare(cfg)
 
 def run_data(run: RunView):
@@ -291,7 +431,11 @@ def cost_sensitivity(run: RunView,
     "Net Sharpe (annualized, seed-averaged) of each family at each cost multiple: family, multiple, net_sharpe, method."
     rets = family_returns(run, families)
     data = run_data(run) if exact in (None, True) else None
-    if exact and data is None: raise UserError(f"cost_sensitivity(exact=True): the data of run {run.path.name} cannot be reloaded (bars passed in); use exact=False")
+    if exact and data is None:
+        raise UserError(
+            f"cost_sensitivity(exact=True): the data of run {run.path.name} cannot be reloaded (bars passed in); use"
+            " exact=False"
+        )
     def sr(x):   # annualized; a flat series has no Sharpe (null in the table)
         v = sharpe_ratio(x) * math.sqrt(run.periods_per_year)
         return None if not np.isfinite(v) else float(v)
@@ -300,25 +444,50 @@ def cost_sensitivity(run: RunView,
         pairs = run.pairs
         preds = run.predictions.filter(pl.col('split') == 'test').join(_keys(run, rets), on=['encoder', 'params_hash'])
         for m in multiples:
-            bt = run_predictions(data.bars, preds, run.config.costs.scaled(m), run.config.backtest, data.calendar, data.freq)
-            rows += [{'family': f, 'multiple': float(m), 'net_sharpe': sr(seed_average(bt, *pairs[f])['net'].to_numpy()), 'method': 'backtest'} for f in rets]
+            bt = run_predictions(
+                data.bars, preds, run.config.costs.scaled(m), run.config.backtest, data.calendar, data.freq
+            )
+            rows += [
+                {
+                    'family': f,
+                    'multiple': float(m),
+                    'net_sharpe': sr(seed_average(bt, *pairs[f])['net'].to_numpy()),
+                    'method': 'backtest',
+                }
+                for f in rets
+            ]
     else:
         for f, r in rets.items():
             g, c = r['gross'].to_numpy(), r['cost'].to_numpy()
-            rows += [{'family': f, 'multiple': float(m), 'net_sharpe': sr(g - m * c), 'method': 'closed form'} for m in multiples]
-    return pl.DataFrame(rows, schema={'family': pl.Utf8, 'multiple': pl.Float64, 'net_sharpe': pl.Float64, 'method': pl.Utf8}).sort(
-        pl.col('family').replace_strict({f: i for i, f in enumerate(rets)}, default=len(rets)), 'multiple')
+            rows += [
+                {'family': f, 'multiple': float(m), 'net_sharpe': sr(g - m * c), 'method': 'closed form'}
+                for m in multiples
+            ]
+    return pl.DataFrame(
+        rows, schema={'family': pl.Utf8, 'multiple': pl.Float64, 'net_sharpe': pl.Float64, 'method': pl.Utf8}
+    ).sort(pl.col('family').replace_strict({f: i for i, f in enumerate(rets)}, default=len(rets)), 'multiple')
 
 def cost_sensitivity_figure(table: pl.DataFrame, assumed_bps: float | None = None) -> go.Figure:   # from `cost_sensitivity`
     "Net Sharpe vs cost multiple, one line per family, with the assumed cost (1×) marked."
     fig = go.Figure()
     for i, ((f,), g) in enumerate(table.group_by('family', maintain_order=True)):
-        fig.add_trace(go.Scatter(x=g['multiple'], y=g['net_sharpe'], name=f, mode='lines+markers', line=dict(width=2.5 if i == 0 else 1)))
+        fig.add_trace(
+            go.Scatter(
+                x=g['multiple'], y=g['net_sharpe'], name=f, mode='lines+markers', line=dict(width=2.5 if i == 0 else 1)
+            )
+        )
     fig.add_hline(y=0, line=dict(color='grey', width=1))
-    fig.add_vline(x=1.0, line=dict(color='black', width=1, dash='dash'), annotation_text='assumed costs' + (f' ({assumed_bps:g} bps)' if assumed_bps is not None else ''))
+    fig.add_vline(
+        x=1.0,
+        line=dict(color='black', width=1, dash='dash'),
+        annotation_text='assumed costs' + (f' ({assumed_bps:g} bps)' if assumed_bps is not None else ''),
+    )
     how = ' (closed form gross − m·cost)' if table.height and table['method'][0] == 'closed form' else ''
-    fig.update_layout(title=f'Cost sensitivity: net Sharpe as costs are scaled{how}', xaxis_title='cost multiple (× the assumed costs)',
-                      yaxis_title='net Sharpe ratio (annualized)')
+    fig.update_layout(
+        title=f'Cost sensitivity: net Sharpe as costs are scaled{how}',
+        xaxis_title='cost multiple (× the assumed costs)',
+        yaxis_title='net Sharpe ratio (annualized)',
+    )
     return fig
 
 # %% ../../nbs/reporting/61_views.ipynb #59bb2f32
@@ -335,7 +504,14 @@ def calibration_family(run: RunView, family: str | None = None) -> str | None:
     _need_bakeoff(run, 'calibration')
     if family: return family if _probs(run, family)[1] else None
     fam = run.selection['families']
-    order = [run.candidate] + sorted([f for f in run.candidates if f != run.candidate], key=lambda f: -(fam.get(f, {}).get('val_score') or -np.inf)) + run.baselines
+    order = (
+        [run.candidate]
+        + sorted(
+            [f for f in run.candidates if f != run.candidate],
+            key=lambda f: -(fam.get(f, {}).get('val_score') or -np.inf),
+        )
+        + run.baselines
+    )
     return next((f for f in order if _probs(run, f)[1]), None)
 
 def calibration_figures(run: RunView, family: str | None = None) -> tuple[go.Figure, go.Figure]:
@@ -344,17 +520,30 @@ def calibration_figures(run: RunView, family: str | None = None) -> tuple[go.Fig
     from yooptx.reporting.plots import plot_reliability, plot_confusion
     f = calibration_family(run, family)
     if f is None:
-        msg = f"no class probabilities in the test predictions of {family or 'any family'}: calibration needs a classifier (labels.kind direction or three_class)"
-        figs = [go.Figure().add_annotation(text=msg, showarrow=False, x=0.5, y=0.5, xref='paper', yref='paper') for _ in range(2)]
-        for g, t in zip(figs, ('Reliability diagram', 'Confusion matrix')): g.update_layout(title=f'{t}: not available', xaxis_visible=False, yaxis_visible=False, height=250)
+        msg = (
+            f"no class probabilities in the test predictions of {family or 'any family'}: calibration needs a"
+            " classifier (labels.kind direction or three_class)"
+        )
+        figs = [
+            go.Figure().add_annotation(text=msg, showarrow=False, x=0.5, y=0.5, xref='paper', yref='paper')
+            for _ in range(2)
+        ]
+        for g, t in zip(figs, ('Reliability diagram', 'Confusion matrix')):
+            g.update_layout(title=f'{t}: not available', xaxis_visible=False, yaxis_visible=False, height=250)
         return figs[0], figs[1]
     p, cols, classes = _probs(run, f)
     p = p.filter(pl.col('label').is_not_null() & pl.col('label').is_finite())
     cls = [int(c) if float(c).is_integer() else c for c in classes]
     cm = classification_metrics(p['label'], p.select(cols), cls)
     note = '' if f == (family or run.candidate) else f' (the candidate {run.candidate} has no probabilities)'
-    return (plot_reliability(cm, title=f"{f}: reliability of the top-class probability, test rows (ECE {cm['ece']:.3f}){note}"),
-            plot_confusion(cm, title=f"{f}: confusion matrix, test rows (accuracy {cm['accuracy']:.3f}, {cm['n']} predictions){note}"))
+    return (
+        plot_reliability(
+            cm, title=f"{f}: reliability of the top-class probability, test rows (ECE {cm['ece']:.3f}){note}"
+        ),
+        plot_confusion(
+            cm, title=f"{f}: confusion matrix, test rows (accuracy {cm['accuracy']:.3f}, {cm['n']} predictions){note}"
+        ),
+    )
 
 # %% ../../nbs/reporting/61_views.ipynb #cfe0afff
 def run_verdict(run: RunView) -> dict:
@@ -370,9 +559,12 @@ def verdict_banner(verdict: dict):
     "The verdict in one sentence, big, behind a GO / NO-GO badge (an IPython HTML object)."
     from IPython.display import HTML
     v = verdict['verdict']
-    return HTML(f"<div style='font-size:1.5em;line-height:1.5;margin:0.5em 0'>"
-                f"<span style='background:{_BADGE.get(v, '#6e7781')};color:white;font-weight:bold;padding:0.15em 0.6em;border-radius:0.4em;"
-                f"margin-right:0.5em'>{html.escape(v)}</span>{html.escape(verdict['sentence'])}</div>")
+    return HTML(
+        "<div style='font-size:1.5em;line-height:1.5;margin:0.5em 0'>"
+        f"<span style='background:{_BADGE.get(v, '#6e7781')};color:white;font-weight:bold;padding:0.15em"
+        " 0.6em;border-radius:0.4em;"
+        f"margin-right:0.5em'>{html.escape(v)}</span>{html.escape(verdict['sentence'])}</div>"
+    )
 
 _MARK = {True: 'PASS', False: 'FAIL', None: 'SKIP'}
 
@@ -384,8 +576,18 @@ def _fmt(x) -> str:
 
 def checks_table(verdict: dict) -> pl.DataFrame:
     "One row per gate check: check, value, threshold, result (PASS / FAIL / SKIP)."
-    return pl.DataFrame([{'check': c['name'], 'value': _fmt(c['value']), 'threshold': _fmt(c['threshold']), 'result': _MARK[c['passed']]}
-                         for c in verdict['checks']], schema={'check': pl.Utf8, 'value': pl.Utf8, 'threshold': pl.Utf8, 'result': pl.Utf8})
+    return pl.DataFrame(
+        [
+            {
+                'check': c['name'],
+                'value': _fmt(c['value']),
+                'threshold': _fmt(c['threshold']),
+                'result': _MARK[c['passed']],
+            }
+            for c in verdict['checks']
+        ],
+        schema={'check': pl.Utf8, 'value': pl.Utf8, 'threshold': pl.Utf8, 'result': pl.Utf8},
+    )
 
 def checks_markdown(verdict: dict):
     "Each check's sentence, marked PASS / FAIL / SKIP (an IPython Markdown object)."
@@ -397,7 +599,10 @@ def bullets(lines: list[str]):
     from IPython.display import Markdown
     return Markdown('\n'.join(f"- {l}" for l in lines))
 
-def _check(verdict: dict, name: str) -> dict | None: return next((c for c in verdict['checks'] if c['name'] == name), None)
+
+def _check(verdict: dict, name: str) -> dict | None:
+    return next((c for c in verdict['checks'] if c['name'] == name), None)
+
 
 def _seed_stats(d: dict, ppy: float) -> dict:
     "min, max, mean, std of the seeds' net Sharpe, annualized (verdicts store them annualized, or per bar in older runs)."
@@ -411,40 +616,71 @@ def statistics_table(run: RunView, verdict: dict | None = None) -> pl.DataFrame:
     add = lambda s, val, note='': rows.append({'statistic': s, 'value': val, 'note': note})
     if c := _check(v, 'net_sharpe_ci'):
         d = c['details']; lvl = v.get('gate', {}).get('ci_level', 0.95)
-        add('net Sharpe (annualized)', f"{d['estimate']:.2f}", f"candidate {v['candidate']}, seed-averaged, {v.get('n_test_bars')} test bars {v.get('test_start', '')[:10]} → {v.get('test_end', '')[:10]}")
+        add(
+            'net Sharpe (annualized)',
+            f"{d['estimate']:.2f}",
+            f"candidate {v['candidate']}, seed-averaged, {v.get('n_test_bars')} test bars"
+            f" {v.get('test_start', '')[:10]} → {v.get('test_end', '')[:10]}",
+        )
         add(f'net Sharpe {lvl:.0%} CI', f"[{d['low']:.2f}, {d['high']:.2f}]", 'stationary bootstrap')
     if c := _check(v, 'deflated_sharpe'):
         d = c['details']
-        add('deflated Sharpe ratio (DSR)', f"{c['value']:.3f}", f"P(true Sharpe > best of {d['n_trials']} null trials); must be ≥ {c['threshold']}")
+        add(
+            'deflated Sharpe ratio (DSR)',
+            f"{c['value']:.3f}",
+            f"P(true Sharpe > best of {d['n_trials']} null trials); must be ≥ {c['threshold']}",
+        )
         add('trials (ledger)', str(d['n_trials']), 'every configuration of every encoder family and ensemble')
-        add('best-of-N null Sharpe', f"{d['sr0_annualized']:.2f}", f"from the trials' Sharpe dispersion {d['trial_sharpe_std_annualized']:.2f} (annualized)")
+        add(
+            'best-of-N null Sharpe',
+            f"{d['sr0_annualized']:.2f}",
+            f"from the trials' Sharpe dispersion {d['trial_sharpe_std_annualized']:.2f} (annualized)",
+        )
         add('PSR vs 0', f"{d['psr']:.3f}", 'P(true Sharpe > 0), no deflation')
     if (c := _check(v, 'beats_best_baseline')) and c['passed'] is not None:
         d = c['details']
         add('best baseline', d['best_baseline'], f"net Sharpe {d['baseline_sharpes'][d['best_baseline']]:.2f}; " +
             ', '.join(f"{k} {s:.2f}" for k, s in d['baseline_sharpes'].items() if k != d['best_baseline']))
-        add('Diebold–Mariano p (one-sided)', f"{c['value']:.3f}", f"statistic {d['dm_stat']:.2f}; H1: the candidate's net returns beat {d['best_baseline']}'s")
+        add(
+            'Diebold–Mariano p (one-sided)',
+            f"{c['value']:.3f}",
+            f"statistic {d['dm_stat']:.2f}; H1: the candidate's net returns beat {d['best_baseline']}'s",
+        )
         add('paired bootstrap p (Sharpe)', f"{d['paired_bootstrap_p']:.3f}", 'same question on the Sharpe difference')
     if c := _check(v, 'pbo'):
-        add('probability of backtest overfitting', _fmt(c['value']), c['sentence'] if c['value'] is None else f"{c['details'].get('n_trials')} configurations, CSCV")
+        add(
+            'probability of backtest overfitting',
+            _fmt(c['value']),
+            c['sentence'] if c['value'] is None else f"{c['details'].get('n_trials')} configurations, CSCV",
+        )
     if c := _check(v, 'seed_robustness'):
         d = _seed_stats(c['details'], run.periods_per_year)
-        add('seed spread of net Sharpe (annualized)', f"{_fmt(d['min'])} … {_fmt(d['max'])}", f"mean {_fmt(d['mean'])}, std {_fmt(d['std'])}; {c['value']:.0%} of seeds positive")
+        add(
+            'seed spread of net Sharpe (annualized)',
+            f"{_fmt(d['min'])} … {_fmt(d['max'])}",
+            f"mean {_fmt(d['mean'])}, std {_fmt(d['std'])}; {c['value']:.0%} of seeds positive",
+        )
     if c := _check(v, 'break_even_cost'):
-        add('break-even cost (bps per unit turnover)', f"{c['value']:.1f}", f"the gate asks for ≥ {c['threshold']:g} bps")
+        add(
+            'break-even cost (bps per unit turnover)',
+            f"{c['value']:.1f}",
+            f"the gate asks for ≥ {c['threshold']:g} bps",
+        )
     if c := _check(v, 'max_drawdown'):
         add('max drawdown', f"{c['value']:.1%}", f"limit {c['threshold']:.0%}")
     return pl.DataFrame(rows, schema={'statistic': pl.Utf8, 'value': pl.Utf8, 'note': pl.Utf8})
 
 # %% ../../nbs/reporting/61_views.ipynb #bdcfd62d
 def _ppy(verdict: dict, periods_per_year: float | None) -> float:
-    if periods_per_year or verdict.get('periods_per_year'): return float(periods_per_year or verdict['periods_per_year'])
+    if periods_per_year or verdict.get('periods_per_year'):
+        return float(periods_per_year or verdict['periods_per_year'])
     try:
         from datetime import datetime
         a, b = (datetime.fromisoformat(verdict[k].replace(' ', 'T')) for k in ('test_start', 'test_end'))
         yrs = (b - a).total_seconds() / (365.25 * 86400)
         return verdict['n_test_bars'] / yrs if yrs > 0 else 252.0
-    except (KeyError, ValueError, TypeError): return 252.0
+    except (KeyError, ValueError, TypeError):
+        return 252.0
 
 def _fmt2(x) -> str: return "n/a" if x is None else f"{x:.2f}"
 
@@ -462,57 +698,100 @@ def what_would_change(verdict: dict,                       # a verdict (verdict.
         name, val, thr, d = c['name'], c['value'], c['threshold'], c.get('details') or {}
         if name == 'net_sharpe_ci':
             e, lo = d['estimate'], d['low']
-            if e <= 0: out.append(f"Net Sharpe CI lower bound is {lo:.2f} and the estimate itself is {e:.2f}: more test data cannot lift it above 0; the strategy needs a positive net edge first.")
+            if e <= 0:
+                out.append(
+                    f"Net Sharpe CI lower bound is {lo:.2f} and the estimate itself is {e:.2f}: more test data cannot"
+                    " lift it above 0; the strategy needs a positive net edge first."
+                )
             else:
                 need = T * ((e - lo) / e) ** 2
-                out.append(f"Net Sharpe CI lower bound is {lo:.2f}: about {_yrs(need - T, ppy)} more test data at the same Sharpe ({e:.2f}) would lift it above 0 "
-                           f"({_yrs(need, ppy)} in all; the test has {_yrs(T, ppy)}), or a net Sharpe above about {e - lo:.2f} on the same test period.")
+                out.append(
+                    f"Net Sharpe CI lower bound is {lo:.2f}: about {_yrs(need - T, ppy)} more test data at the same"
+                    f" Sharpe ({e:.2f}) would lift it above 0 ({_yrs(need, ppy)} in all; the test has {_yrs(T, ppy)}),"
+                    f" or a net Sharpe above about {e - lo:.2f} on the same test period."
+                )
         elif name == 'deflated_sharpe':
             n_tr, sr0 = d['n_trials'], d['sr0_annualized'] / math.sqrt(ppy)
             x = required_sharpe(T, sr0, thr) * math.sqrt(ppy)
-            s = f"A net Sharpe of at least {x:.2f} (annualized; now {_fmt2(est)}) would pass the DSR ≥ {thr:g} with {n_tr} trial(s) over {_yrs(T, ppy)} of test data"
+            s = (
+                f"A net Sharpe of at least {x:.2f} (annualized; now {_fmt2(est)}) would pass the DSR ≥ {thr:g} with"
+                f" {n_tr} trial(s) over {_yrs(T, ppy)} of test data"
+            )
             if est is not None:
                 nb = min_trl_from_moments(est / math.sqrt(ppy), sr_benchmark=sr0, confidence=thr)
-                s += (f"; at the current Sharpe it would take about {_yrs(nb - T, ppy)} more test data." if math.isfinite(nb) else
-                      f"; at the current Sharpe no amount of data passes, as it is below the best-of-{n_tr} null Sharpe {d['sr0_annualized']:.2f} (fewer trials lower that bar).")
+                s += (
+                    f"; at the current Sharpe it would take about {_yrs(nb - T, ppy)} more test data."
+                    if math.isfinite(nb)
+                    else (
+                        f"; at the current Sharpe no amount of data passes, as it is below the best-of-{n_tr} null"
+                        f" Sharpe {d['sr0_annualized']:.2f} (fewer trials lower that bar)."
+                    )
+                )
             out.append(s)
         elif name == 'beats_best_baseline':
             best, bs = d.get('best_baseline'), d.get('baseline_sharpes', {}).get(d.get('best_baseline'))
             z, za = sps.norm.isf(min(max(val, 1e-300), 1 - 1e-16)), sps.norm.isf(thr)
             if z > 0:
                 need = T * (za / z) ** 2
-                out.append(f"Against {best} the Diebold–Mariano p-value is {val:.3f}: about {_yrs(need - T, ppy)} more test data with the same edge over it would bring p below {thr:g}.")
+                out.append(
+                    f"Against {best} the Diebold–Mariano p-value is {val:.3f}: about {_yrs(need - T, ppy)} more test"
+                    f" data with the same edge over it would bring p below {thr:g}."
+                )
             else:
-                out.append(f"The candidate's net returns are below those of the best baseline {best} (net Sharpe {_fmt(bs)} vs {_fmt(est)}; DM p = {val:.3f}): "
-                           f"it must beat {best} bar for bar before more data can help.")
+                out.append(
+                    f"The candidate's net returns are below those of the best baseline {best} (net Sharpe {_fmt(bs)} vs"
+                    f" {_fmt(est)}; DM p = {val:.3f}): it must beat {best} bar for bar before more data can help."
+                )
         elif name == 'pbo':
-            out.append(f"The probability of backtest overfitting is {val:.2f}, above {thr:g}: the validation winner ranks below the median out of sample too often; "
-                       f"a smaller, more distinct grid or a family whose ranking holds across folds would lower it.")
+            out.append(
+                f"The probability of backtest overfitting is {val:.2f}, above {thr:g}: the validation winner ranks"
+                " below the median out of sample too often; a smaller, more distinct grid or a family whose ranking"
+                " holds across folds would lower it."
+            )
         elif name == 'seed_robustness':
             if n_seeds:
                 k, m = round(val * n_seeds), math.floor(thr * n_seeds) + 1
                 s = f"{k} of {n_seeds} seeds have a positive net Sharpe; at least {m} of {n_seeds} must"
-            else: s = f"{val:.0%} of seeds have a positive net Sharpe; more than {thr:.0%} must"
+            else:
+                s = f"{val:.0%} of seeds have a positive net Sharpe; more than {thr:.0%} must"
             sd = _seed_stats(d, ppy)
-            out.append(s + f" (annualized seed Sharpe from {_fmt(sd['min'])} to {_fmt(sd['max'])}): a more stable training setup, or a larger edge than the seed-to-seed noise.")
+            out.append(
+                s
+                + f" (annualized seed Sharpe from {_fmt(sd['min'])} to {_fmt(sd['max'])}): a more stable training"
+                " setup, or a larger edge than the seed-to-seed noise."
+            )
         elif name == 'break_even_cost':
             if val is None or not math.isfinite(val) or val <= 0:
-                out.append(f"The gross edge is not positive (break-even cost {_fmt(val)} bps): there is nothing to pay costs from; the signal itself must improve.")
+                out.append(
+                    f"The gross edge is not positive (break-even cost {_fmt(val)} bps): there is nothing to pay costs"
+                    " from; the signal itself must improve."
+                )
             else:
                 r = thr / val
-                out.append(f"The break-even cost must rise from {val:.1f} to at least {thr:g} bps per unit turnover (× {r:.1f}" + (", i.e. double" if 1.9 <= r <= 2.1 else '') +
-                           f"): trade {r:.1f} times less for the same gross return (a dead band, threshold sizing, longer holding) or earn more per trade.")
+                out.append(
+                    f"The break-even cost must rise from {val:.1f} to at least {thr:g} bps per unit turnover (× {r:.1f}"
+                    + (", i.e. double" if 1.9 <= r <= 2.1 else '')
+                    + f"): trade {r:.1f} times less for the same gross return (a dead band, threshold sizing, longer"
+                    " holding) or earn more per trade."
+                )
         elif name == 'max_drawdown':
-            out.append(f"The maximum drawdown {val:.1%} must fall to {thr:.0%}: positions scaled by about {thr / val:.2f} (drawdown scales roughly with leverage), "
-                       f"or a loss limit (backtest.max_total_loss), would bring it there.")
+            out.append(
+                f"The maximum drawdown {val:.1%} must fall to {thr:.0%}: positions scaled by about {thr / val:.2f}"
+                " (drawdown scales roughly with leverage), or a loss limit (backtest.max_total_loss), would bring it"
+                " there."
+            )
         elif name == 'min_accuracy':
             out.append(f"Test direction accuracy {_fmt(val)} must reach {thr:g}.")
         elif name == 'min_ic':
             out.append(f"Test information coefficient {_fmt(val)} must reach {thr:g}.")
         elif name == 'pre_registration':
-            out.append("The gate section of config.yaml was changed after the run was created: restore the thresholds recorded in manifest.json, "
-                       "or pre-register the new gate in a new run — thresholds chosen after seeing results void the verdict.")
-        else: out.append(f"{name}: the value {_fmt(val)} must meet the threshold {_fmt(thr)}.")
+            out.append(
+                "The gate section of config.yaml was changed after the run was created: restore the thresholds recorded"
+                " in manifest.json, or pre-register the new gate in a new run — thresholds chosen after seeing results"
+                " void the verdict."
+            )
+        else:
+            out.append(f"{name}: the value {_fmt(val)} must meet the threshold {_fmt(thr)}.")
     return out or ["Nothing: every computable check passed."]
 
 # %% ../../nbs/reporting/61_views.ipynb #2b39b186
@@ -520,13 +799,23 @@ def manifest_table(run: RunView) -> pl.DataFrame:
     "item, value rows of the run's manifest: git commit and dirty flag, data name and sha256, package versions, seeds, machine."
     m = run.manifest
     g, d, mc = m.get('git') or {}, m.get('data') or {}, m.get('machine') or {}
-    rows = [('run', m.get('run_id', run.path.name)), ('started', m.get('started')), ('finished', m.get('finished')),
-            ('git commit', g.get('commit')), ('uncommitted changes (dirty)', g.get('dirty')),
-            ('data set', d.get('name')), ('data sha256', d.get('sha256')), ('data rows', d.get('rows')),
-            ('symbols', ', '.join(map(str, d.get('symbols') or [])) or None), ('bars', f"{d.get('freq')} on {d.get('calendar')}" if d.get('freq') else None),
-            ('data range', f"{str(d.get('start'))[:10]} → {str(d.get('end'))[:10]}" if d.get('start') else None),
-            ('seeds', ', '.join(map(str, m.get('seeds') or []))), ('trials in the ledger', m.get('n_trials')), ('failed trials', m.get('n_failed')),
-            ('gate sha256 (pre-registered)', m.get('gate_sha256'))]
+    rows = [
+        ('run', m.get('run_id', run.path.name)),
+        ('started', m.get('started')),
+        ('finished', m.get('finished')),
+        ('git commit', g.get('commit')),
+        ('uncommitted changes (dirty)', g.get('dirty')),
+        ('data set', d.get('name')),
+        ('data sha256', d.get('sha256')),
+        ('data rows', d.get('rows')),
+        ('symbols', ', '.join(map(str, d.get('symbols') or [])) or None),
+        ('bars', f"{d.get('freq')} on {d.get('calendar')}" if d.get('freq') else None),
+        ('data range', f"{str(d.get('start'))[:10]} → {str(d.get('end'))[:10]}" if d.get('start') else None),
+        ('seeds', ', '.join(map(str, m.get('seeds') or []))),
+        ('trials in the ledger', m.get('n_trials')),
+        ('failed trials', m.get('n_failed')),
+        ('gate sha256 (pre-registered)', m.get('gate_sha256')),
+    ]
     rows += [(f"package {k}", v) for k, v in (m.get('packages') or {}).items()]
     rows += [(f"machine {k}", v) for k, v in mc.items()]
     return pl.DataFrame({'item': [r[0] for r in rows], 'value': ['—' if r[1] is None else str(r[1]) for r in rows]})

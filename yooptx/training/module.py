@@ -13,7 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, StochasticWeightAveraging, TQDMProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    StochasticWeightAveraging,
+    TQDMProgressBar,
+)
 from lightning.pytorch.loggers import TensorBoardLogger
 from ..core import UserError, device_policy, DevicePolicy
 from ..config import BudgetConfig, TrainConfig, from_dict, to_dict
@@ -37,7 +43,9 @@ def _plain(x, where='meta'):
     if isinstance(x, (np.integer, np.floating)): return x.item()
     if isinstance(x, (list, tuple)): return [_plain(v, f'{where}[{i}]') for i, v in enumerate(x)]
     if isinstance(x, dict): return {str(k): _plain(v, f'{where}.{k}') for k, v in x.items()}
-    raise TypeError(f"{where}: {type(x).__name__} is not a plain type (checkpoints hold str/int/float/bool/list/dict only)")
+    raise TypeError(
+        f"{where}: {type(x).__name__} is not a plain type (checkpoints hold str/int/float/bool/list/dict only)"
+    )
 
 def make_meta(encoder: str,                 # encoder family
               encoder_params: dict,         # its config params (split_params' first part)
@@ -51,9 +59,22 @@ def make_meta(encoder: str,                 # encoder family
               target_scale: float = 1.0,    # regression targets are divided by this while training
               **extra) -> dict:             # params, params_hash, fold, seed, calendar, freq, data, label_kind, …
     "The plain-dict description of a model that a checkpoint carries."
-    return _plain({'version': META_VERSION, 'encoder': encoder, 'encoder_params': dict(encoder_params), 'train': to_dict(train_cfg),
-                   'features': list(features), 'window': int(window), 'kind': kind, 'classes': classes, 'class_counts': class_counts,
-                   'normalizer': normalizer.to_dict() if normalizer is not None else None, 'target_scale': float(target_scale), **extra})
+    return _plain(
+        {
+            'version': META_VERSION,
+            'encoder': encoder,
+            'encoder_params': dict(encoder_params),
+            'train': to_dict(train_cfg),
+            'features': list(features),
+            'window': int(window),
+            'kind': kind,
+            'classes': classes,
+            'class_counts': class_counts,
+            'normalizer': normalizer.to_dict() if normalizer is not None else None,
+            'target_scale': float(target_scale),
+            **extra,
+        }
+    )
 
 # %% ../../nbs/training/25_module.ipynb #433b3977
 def _no_decay(model: nn.Module) -> set[int]:
@@ -86,8 +107,12 @@ class SequenceModel(L.LightningModule):
         self.kind, self.classes = meta['kind'], meta.get('classes')
         self.encoder = build_encoder(meta['encoder'], len(meta['features']), meta['window'], **meta['encoder_params'])
         self.loss_fn = make_loss(self.tc, self.kind, self.classes, meta.get('class_counts'))
-        self.head = build_head(self.loss_fn.head, self.encoder.d_model, n_classes=len(self.classes) if self.classes else None,
-                               quantiles=self.tc.quantiles)
+        self.head = build_head(
+            self.loss_fn.head,
+            self.encoder.d_model,
+            n_classes=len(self.classes) if self.classes else None,
+            quantiles=self.tc.quantiles,
+        )
         self.target_scale = float(meta.get('target_scale') or 1.0)
         self.seed = int(meta.get('seed') or 0)
         self._fwd = self._groups = None
@@ -111,7 +136,8 @@ class SequenceModel(L.LightningModule):
         fwd = self._lookup(self._fwd, batch['row']) if 'fwd_return' in self.loss_fn.needs else None
         if fwd is not None: fwd = torch.nan_to_num(fwd)
         grp = self._lookup(self._groups, batch['row']) if 'groups' in self.loss_fn.needs else None
-        if self.loss_fn.needs and fwd is None: raise UserError(f"loss {self.loss_fn.name!r} needs forward returns: call model.attach(fwd_return=...)")
+        if self.loss_fn.needs and fwd is None:
+            raise UserError(f"loss {self.loss_fn.name!r} needs forward returns: call model.attach(fwd_return=...)")
         return self.loss_fn(out, y, fwd_return=fwd, groups=grp)
 
     def on_train_batch_start(self, batch, batch_idx):
@@ -136,7 +162,13 @@ class SequenceModel(L.LightningModule):
         self._val.append((self.loss_fn.signal(out).detach().float().cpu(), batch['row'].cpu()))
         if batch_idx == 0 and getattr(self.encoder, 'supports_attention', False):
             atts = self.encoder(batch['past_values'], batch['observed_mask'], output_attentions=True).attentions or ()
-            for i, a in enumerate(atts): self.log(f'attn_entropy/layer{i}', attention_entropy(a, batch['observed_mask']), on_epoch=True, batch_size=out.shape[0])
+            for i, a in enumerate(atts):
+                self.log(
+                    f'attn_entropy/layer{i}',
+                    attention_entropy(a, batch['observed_mask']),
+                    on_epoch=True,
+                    batch_size=out.shape[0],
+                )
 
     def on_validation_epoch_end(self):
         if not self._val: return
@@ -157,7 +189,9 @@ class SequenceModel(L.LightningModule):
         if self.tc.scheduler == 'none': return opt
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1000
         if self.tc.scheduler == 'onecycle':
-            sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.tc.lr, total_steps=total + 1, pct_start=max(self.tc.warmup_frac, 0.01))
+            sch = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=self.tc.lr, total_steps=total + 1, pct_start=max(self.tc.warmup_frac, 0.01)
+            )
         else:
             warm = int(self.tc.warmup_frac * total)
             sch = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, total, warm))
@@ -169,7 +203,10 @@ class SequenceModel(L.LightningModule):
 def resolve_precision(precision: str = 'auto', prefer: str = 'auto') -> DevicePolicy:
     "Device and precision for training; AMP asked for without CUDA logs a warning and falls back to 32-true."
     if precision in ('bf16-mixed', '16-mixed') and not torch.cuda.is_available():
-        msg = f"train.precision={precision!r} needs a CUDA GPU and none is available: falling back to 32-true (fp32) on CPU"
+        msg = (
+            f"train.precision={precision!r} needs a CUDA GPU and none is available: falling back to 32-true (fp32)"
+            " on CPU"
+        )
         log.warning(msg); warnings.warn(msg, UserWarning, stacklevel=2)
         precision = '32-true'
     return device_policy(prefer, precision)
@@ -187,8 +224,14 @@ class TrialPaths:
 def trial_paths(run_dir, encoder: str, params_hash: str, fold: int, seed: int) -> TrialPaths:
     "The standard layout: checkpoints/<encoder>/<hash>/fold<k>-seed<s>/, tb/, predictions/<encoder>/<hash>/fold<k>-seed<s>.parquet."
     run, tag = Path(run_dir), f"fold{int(fold)}-seed{int(seed)}"
-    return TrialPaths(run, run / 'checkpoints' / encoder / params_hash / tag, run / 'tb', f"{encoder}/{params_hash}", tag,
-                      run / 'predictions' / encoder / params_hash / f"{tag}.parquet")
+    return TrialPaths(
+        run,
+        run / 'checkpoints' / encoder / params_hash / tag,
+        run / 'tb',
+        f"{encoder}/{params_hash}",
+        tag,
+        run / 'predictions' / encoder / params_hash / f"{tag}.parquet",
+    )
 
 MONITOR_MODE = {'val_sharpe': 'max', 'val_ic': 'max', 'val_loss': 'min'}
 
@@ -208,13 +251,35 @@ def make_trainer(train_cfg: TrainConfig,               # the trial's training se
     if paths is not None:
         # two callbacks: Lightning 2.6 refreshes `save_last` only when the monitored checkpoint improved, so a
         # separate unmonitored one keeps last.ckpt at the latest epoch (what a resume needs)
-        if has_val: cbs.append(ModelCheckpoint(dirpath=paths.ckpt_dir, filename='best', monitor=mon, mode=mode, save_top_k=1,
-                                               enable_version_counter=False, auto_insert_metric_name=False))
-        cbs.append(ModelCheckpoint(dirpath=paths.ckpt_dir, filename='last', monitor=None, save_top_k=1, every_n_epochs=1,
-                                   enable_version_counter=False, auto_insert_metric_name=False))
-        logger = TensorBoardLogger(save_dir=str(paths.tb_dir), name=paths.tb_name, version=paths.tb_version, default_hp_metric=False)
+        if has_val:
+            cbs.append(
+                ModelCheckpoint(
+                    dirpath=paths.ckpt_dir,
+                    filename='best',
+                    monitor=mon,
+                    mode=mode,
+                    save_top_k=1,
+                    enable_version_counter=False,
+                    auto_insert_metric_name=False,
+                )
+            )
+        cbs.append(
+            ModelCheckpoint(
+                dirpath=paths.ckpt_dir,
+                filename='last',
+                monitor=None,
+                save_top_k=1,
+                every_n_epochs=1,
+                enable_version_counter=False,
+                auto_insert_metric_name=False,
+            )
+        )
+        logger = TensorBoardLogger(
+            save_dir=str(paths.tb_dir), name=paths.tb_name, version=paths.tb_version, default_hp_metric=False
+        )
         cbs.append(LearningRateMonitor(logging_interval='step'))
-    else: logger = False
+    else:
+        logger = False
     if train_cfg.swa: cbs.append(StochasticWeightAveraging(swa_lrs=train_cfg.lr))
     if progress: cbs.append(TQDMProgressBar(refresh_rate=10))
     kw = dict(accelerator=pol.accelerator if pol.accelerator != 'cuda' else 'gpu', devices=1, precision=pol.precision,
@@ -234,9 +299,16 @@ def quiet_lightning(quiet: bool = True):
     with warnings.catch_warnings():
         if quiet:
             lg.setLevel(logging.WARNING)
-            for pat in ('.*does not have many workers.*', '.*number of training batches.*', '.*log_every_n_steps.*', '.*GPU available.*',
-                        '.*Checkpoint directory.*exists and is not empty.*', '.*deterministic.*', '.*LeafSpec.*',
-                        '.*SWA is currently only supported every epoch.*'):
+            for pat in (
+                '.*does not have many workers.*',
+                '.*number of training batches.*',
+                '.*log_every_n_steps.*',
+                '.*GPU available.*',
+                '.*Checkpoint directory.*exists and is not empty.*',
+                '.*deterministic.*',
+                '.*LeafSpec.*',
+                '.*SWA is currently only supported every epoch.*',
+            ):
                 warnings.filterwarnings('ignore', message=pat)
-        try: yield
+        try:yield
         finally: lg.setLevel(old)
