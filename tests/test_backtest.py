@@ -444,3 +444,29 @@ def test_probability_sizing_reads_the_right_column():
     assert size_positions(bars, empty, {'sizing': 'probability'})['target'].to_list() == pytest.approx([0.1, -0.5, 0.0])
     two = three.drop('prob_2').with_columns(prob_0=1 - pl.col('prob_1'))
     assert size_positions(bars, two, {'sizing': 'probability', 'dead_band': 0.05})['target'].to_list() == pytest.approx([0.4, -0.4, -0.2])
+
+
+def test_daily_loss_counts_the_exchange_session_day():
+    "FX sessions start at 17:00 New York (22:00 UTC in winter): a loss on either side of 22:00 UTC falls in two session days."
+    o = [100., 100, 98, 98, 98, 96.04, 96.04]                   # -2 % in the 19:00 bar, -2 % again in the 22:00 bar
+    bars = _bars(o, o[1:] + [96.04], start=(2024, 1, 9, 18), every='1h')   # Tuesday 18:00 .. 24:00 UTC
+    cfg = {'max_daily_loss': 0.03}
+    by_session = run(bars, _pos(bars, [1.0] * 7), costs=ZERO, config=cfg, calendar='FX', freq='1h')
+    by_utc_day = run(bars, _pos(bars, [1.0] * 7), costs=ZERO, config=cfg)          # no calendar: the UTC day
+    assert by_session.events.height == 0                        # -2 % in the session ending 22:00, -2 % in the next
+    assert by_utc_day.events['rule'].to_list() == ['max_daily_loss']   # -3.96 % within one UTC day
+
+
+def test_borrow_and_financing_accrue_every_bar():
+    o = [100.] * 6
+    bars = _bars(o, o)
+    short = run(bars, _pos(bars, [-1.0] * 6), costs=dict(ZERO, borrow_bps_per_year=252.0), calendar='XNYS')
+    r, ppy = short.returns, short.settings['periods_per_year']
+    # 252 bps a year accrue 252e-4 / (bars a year) per bar on the short's value (its weight before the bar)
+    np.testing.assert_allclose(r['carry'].to_numpy()[1:], 252e-4 / ppy * np.abs(r['position'].to_numpy()[1:]), rtol=1e-12)
+    assert r['carry'][1] == pytest.approx(252e-4 / ppy, rel=1e-12)
+    assert short.portfolio['carry'].sum() == pytest.approx(r['carry'].sum(), rel=1e-12)
+    lev = run(bars, _pos(bars, [2.0] * 6), costs=dict(ZERO, financing_bps_per_year=504.0), config={'max_leverage': 2}, calendar='XNYS')
+    assert lev.returns['carry'][1] == pytest.approx((2 - 1) * 504e-4 / ppy, rel=1e-12)   # interest on the borrowed 1x
+    long = run(bars, _pos(bars, [1.0] * 6), costs=dict(ZERO, borrow_bps_per_year=252.0, financing_bps_per_year=504.0), calendar='XNYS')
+    assert long.returns['carry'].sum() == 0.0                   # an unlevered long borrows nothing
