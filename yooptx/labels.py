@@ -253,4 +253,7 @@ def make_labels_from_config(bars: pl.DataFrame, cfg: LabelsConfig) -> pl.DataFra
     "Labels for `bars` as an experiment's `labels:` section asks."
     extra = {k: getattr(cfg, k) for k in ('threshold', 'vol_k', 'horizons') if getattr(cfg, k, None) is not None}
     if cfg.vol_k is not None: extra['vol_window'] = cfg.vol_window
+    if cfg.kind in ('three_class', 'triple_barrier') and not (cfg.threshold or cfg.dead_band or cfg.vol_k):
+        raise LabelError(f"labels.kind: {cfg.kind} needs a threshold: set labels.threshold to a log return such as 0.005, "
+                         f"or labels.vol_k (e.g. 1.0) for one scaled by the past volatility")
     return make_labels(bars, cfg.kind, cfg.horizon, dead_band=cfg.dead_band, **extra)
