@@ -1,24 +1,20 @@
 """Benchmark (hand-written): the 'manual_v1' feature preset in yooptx (one lazy polars query, `.over('symbol')`) vs an
 equivalent pandas implementation (groupby + rolling, the usual vectorized idioms), same panel, same run.
 
-Both compute the same 19 columns; the script checks they agree before timing. Prints best-of-3 wall and CPU times and
-their ratios; asserts nothing about speed.
+Both compute the same 19 columns; the script checks they agree before timing. yooptx and pandas take turns in
+interleaved rounds (bench/_harness.py); per round the speed-up is pandas seconds / yooptx seconds. Target: >= 5x
+in wall-clock time (polars on all its threads, pandas on one: what a user waits for); the CPU-time ratio (work done)
+is printed beside it. Asserts nothing about speed. `--quick` (or BENCH_QUICK=1) runs smaller panels.
 """
-import argparse, time, warnings
+import argparse, warnings
 import numpy as np
 import pandas as pd
 import polars as pl
 from yooptx.features import PRESETS, build
 from yooptx.synth import random_walk
+from _harness import Target, header, interleave, quick, summarize, verdict
 
-
-def best_of(f, k=3):
-    "Best wall time and best CPU time (this process, all threads) of k runs, and the last result."
-    ts, cs = [], []
-    for _ in range(k):
-        t0, c0 = time.perf_counter(), time.process_time(); out = f()
-        ts.append(time.perf_counter() - t0); cs.append(time.process_time() - c0)
-    return min(ts), min(cs), out
+TARGET = 5.0
 
 
 def pandas_manual_v1(df: pd.DataFrame) -> pd.DataFrame:
@@ -50,29 +46,40 @@ def pandas_manual_v1(df: pd.DataFrame) -> pd.DataFrame:
     return out.replace([np.inf, -np.inf], np.nan)
 
 
-def compare(n_bars: int, n_symbols: int, freq: str, calendar: str):
-    "Time yooptx and the pandas reference on one synthetic panel; print agreement and the ratio."
+def compare(n_bars: int, n_symbols: int, freq: str, calendar: str, rounds: int) -> Target:
+    "Time yooptx and the pandas reference on one synthetic panel in interleaved rounds; print agreement and the ratios."
     bars = random_walk(n_bars, n_symbols=n_symbols, seed=0, freq=freq, calendar=calendar)
     pdf = bars.to_pandas()
     names = PRESETS['manual_v1']
-    print(f"\n{bars.height:,} {freq} bars ({n_symbols:,} symbols x {n_bars:,}, {calendar}), preset manual_v1: {len(names)} features, {pl.thread_pool_size()} polars threads")
-    t_ours, c_ours, ours = best_of(lambda: build(bars, preset='manual_v1', freq=freq, calendar=calendar))
-    t_pd, c_pd, ref = best_of(lambda: pandas_manual_v1(pdf), k=1 if n_symbols > 100 else 3)
+    shape = f"{n_symbols:,} symbols x {n_bars:,} {freq}"
+    print(f"\n{bars.height:,} {freq} bars ({shape}, {calendar}), preset manual_v1: {len(names)} features, {pl.thread_pool_size()} polars threads")
+    r = interleave({'yooptx': lambda: build(bars, preset='manual_v1', freq=freq, calendar=calendar),
+                    'pandas': lambda: pandas_manual_v1(pdf)}, rounds=rounds)
+    ours, ref = r.last['yooptx'], r.last['pandas']
     worst = max(float(np.nanmax(np.abs(ours[n].fill_null(np.nan).to_numpy() - ref[n].to_numpy()))) for n in names)
     nulls_agree = all(np.array_equal(ours[n].is_null().to_numpy(), ref[n].isna().to_numpy()) for n in names)
     print(f"agreement: max |yooptx - pandas| = {worst:.2e}, null masks identical: {nulls_agree}")
-    print(f"yooptx build  wall {t_ours:7.3f} s   cpu {c_ours:7.3f} s")
-    print(f"pandas        wall {t_pd:7.3f} s   cpu {c_pd:7.3f} s")
-    print(f"speed-up pandas/yooptx: wall {t_pd / t_ours:5.1f}x   cpu {c_pd / c_ours:5.1f}x   (target >= 5x wall)")
+    print(f"median seconds: yooptx wall {r.median('yooptx'):.3f} cpu {r.median('yooptx', 'cpu'):.3f}; "
+          f"pandas wall {r.median('pandas'):.3f} cpu {r.median('pandas', 'cpu'):.3f}")
+    med = summarize('speed-up pandas/yooptx, wall', r.ratio('pandas', 'yooptx'), r.loads)
+    summarize('speed-up pandas/yooptx, cpu ', r.ratio('pandas', 'yooptx', 'cpu'), r.loads)
+    return Target(f"features vs pandas, wall speed-up ({shape})", med, '>=', TARGET)
 
 
 def main():
+    q = quick()
     ap = argparse.ArgumentParser()
-    ap.add_argument('--bars', type=int, default=50_000, help='bars per symbol (long panel)')
+    ap.add_argument('--bars', type=int, default=10_000 if q else 50_000, help='bars per symbol (long panel)')
     ap.add_argument('--symbols', type=int, default=20)
+    ap.add_argument('--wide-symbols', type=int, default=400 if q else 2_000, help='symbols of the wide panel (500 daily bars each)')
+    ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--quick', action='store_true', help='smaller panels')
     a = ap.parse_args()
-    compare(a.bars, a.symbols, '15m', '24/7')       # a long panel: few symbols, many intraday bars
-    compare(500, 2_000, '1D', 'XNYS')               # a wide panel: a stock universe, two years of daily bars
+    header('features: yooptx manual_v1 vs pandas groupby/rolling')
+    targets = [compare(a.bars, a.symbols, '15m', '24/7', a.rounds),        # a long panel: few symbols, many intraday bars
+               compare(500, a.wide_symbols, '1D', 'XNYS', a.rounds)]      # a wide panel: a stock universe, two years of daily bars
+    print()
+    verdict(*targets)
 
 
 if __name__ == '__main__':

@@ -6,31 +6,21 @@ regression head; HF: PatchTSTForPrediction with prediction_length 1, built from 
 default patching, patch_length = patch_stride = 1; a second HF row uses the paper's patching 16/8 for context).
 Also: achieved FLOP/s of our training step (FLOPs counted with torch.utils.flop_counter.FlopCounterMode) as a
 fraction of a measured 2048 x 2048 fp32 matmul on the same machine. Timing: every candidate and the matmul take
-turns in each of several rounds and the best round counts (robust to other processes sharing the CPU).
-Targets: >= 1.5x HF samples/s, >= 30% of matmul FLOP/s. Prints numbers and ratios; asserts nothing.
-`--quick` runs fewer rounds.
+turns in each of several interleaved rounds (bench/_harness.py); ratios are taken within a round and summarized as
+min / median / max over the rounds with the machine's load. Targets (on the medians): >= 1.5x HF samples/s at the
+same shape (default patching), >= 30% of matmul FLOP/s. Prints numbers and ratios; asserts nothing.
+`--quick` (or BENCH_QUICK=1) runs the minimum of 3 rounds with one step per call.
 """
-import os, sys, time, warnings
+import os, warnings
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from yooptx.models.encoders import build_encoder, build_head
+from _harness import Target, header, interleave, quick, summarize, verdict
 
 B, L, C, D, LAYERS, HEADS = 32, 96, 7, 128, 3, 16
-QUICK = '--quick' in sys.argv
-ROUNDS, STEPS = (2, 1) if QUICK else (5, 2)
-
-
-def best_seconds(fns: dict, rounds: int = ROUNDS, steps: int = STEPS) -> dict:
-    "Seconds per call of each fn, best of `rounds`; the candidates take turns in every round so a shared machine's load hits all alike."
-    for f in fns.values(): f()                         # warm-up
-    best = {k: float('inf') for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(steps): f()
-            best[k] = min(best[k], (time.perf_counter() - t0) / steps)
-    return best
+ROUNDS, STEPS = (3, 1) if quick() else (5, 2)
+HF_TARGET, FLOP_TARGET = 1.5, 0.30
 
 
 def ours(mask: bool = False):
@@ -76,6 +66,7 @@ def hf(patch_length: int | None = None):
 
 
 def main():
+    header('transformer: yooptx encoder training step vs HF PatchTSTForPrediction, and FLOP/s vs matmul')
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs visible "
           f"(the machine may be shared: absolute numbers are noisy, ratios less so)")
     print(f"shapes: batch {B}, context {L}, channels {C}, d_model {D}, layers {LAYERS}, heads {HEADS}; CPU fp32\n")
@@ -83,17 +74,24 @@ def main():
     a, m = torch.randn(n, n), torch.randn(n, n)
     models = {'yooptx transformer': ours(), 'yooptx transformer (padded batch)': ours(mask=True),
               'HF PatchTSTForPrediction (default patch 1/1)': hf()[:3], 'HF PatchTSTForPrediction (patch 16/8)': hf(16)[:3]}
-    sec = best_seconds({'matmul': lambda: a @ m, **{k: v[0] for k, v in models.items()}})
-    peak = 2 * n ** 3 / sec['matmul']
-    rows = [(name, B / sec[name], flops, flops / sec[name], n_params) for name, (_, flops, n_params) in models.items()]
+    r = interleave({'matmul': lambda: a @ m, **{k: v[0] for k, v in models.items()}}, rounds=ROUNDS, calls=STEPS)
+    peak = 2 * n ** 3 / r.median('matmul')
+    print(f"{ROUNDS} interleaved rounds of {STEPS} step(s) per candidate; table from the median round times")
     print(f"{'model':46s} {'samples/s':>10s} {'GFLOP/step':>11s} {'GFLOP/s':>8s} {'params':>9s}")
-    for name, sps, flops, fps, n_params in rows:
-        print(f"{name:46s} {sps:10.1f} {flops / 1e9:11.2f} {fps / 1e9:8.1f} {n_params:9d}")
-    print(f"{'2048x2048 fp32 matmul':46s} {'':10s} {'':11s} {peak / 1e9:8.1f}")
-    ours_sps, hf_sps, hf16_sps = rows[0][1], rows[2][1], rows[3][1]
-    print(f"\nsamples/s ratio, ours / HF default patching: {ours_sps / hf_sps:.2f}x (target >= 1.5x)")
-    print(f"samples/s ratio, ours / HF patch 16/8:       {ours_sps / hf16_sps:.2f}x (context only)")
-    print(f"FLOP/s of our training step / matmul FLOP/s:  {rows[0][3] / peak:.1%} (target >= 30%)")
+    for name, (_, flops, n_params) in models.items():
+        sec = r.median(name)
+        print(f"{name:46s} {B / sec:10.1f} {flops / 1e9:11.2f} {flops / sec / 1e9:8.1f} {n_params:9d}")
+    print(f"{'2048x2048 fp32 matmul':46s} {'':10s} {'':11s} {peak / 1e9:8.1f}\n")
+    ours_name, hf_name, hf16_name = list(models)[0], list(models)[2], list(models)[3]
+    hf_med = summarize('samples/s ratio, ours / HF default patching (same shape)', r.ratio(hf_name, ours_name), r.loads)
+    summarize('samples/s ratio, ours / HF patch 16/8 (context only)       ', r.ratio(hf16_name, ours_name), r.loads)
+    summarize('samples/s ratio, ours padded batch / ours                  ', r.ratio(ours_name, 'yooptx transformer (padded batch)'), r.loads)
+    flops = models[ours_name][1]
+    util = [flops * t_mm / (2 * n ** 3 * t) for t_mm, t in zip(r.wall['matmul'], r.wall[ours_name])]
+    util_med = summarize('FLOP/s of our training step / matmul FLOP/s              ', util, r.loads, fmt='{:.1%}')
+    print()
+    verdict(Target('transformer vs HF PatchTST (same shape), samples/s', hf_med, '>=', HF_TARGET),
+            Target('FLOP utilisation of our training step vs 2048^2 fp32 matmul', util_med, '>=', FLOP_TARGET, fmt='{:.0%}'))
 
 
 if __name__ == '__main__':

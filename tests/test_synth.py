@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from yooptx.calendars import bars_per_year
-from yooptx.synth import _ar_equal_weights_acov, oracle_positions, planted_signal, random_walk, signal_params
+from yooptx.synth import _ar_equal_weights_acov, _corr_factor, _mix, oracle_positions, planted_signal, random_walk, signal_params
 
 CHI2_10_95 = 18.307          # 95% quantile of chi-square with 10 degrees of freedom (Ljung-Box with 10 lags)
 N_SEEDS, MAX_REJECT = 20, 4  # 20 seeds at 5%: P(>= 5 rejections) = 1.6% under the null
@@ -135,6 +135,35 @@ def test_correlation(tails):
     c = np.corrcoef(r.T)[np.triu_indices(4, 1)]
     print(f"{tails}: pairwise correlations {np.round(c, 3)} (target 0.5)")
     assert abs(c.mean() - 0.5) < 0.02 and abs(c - 0.5).max() < 0.05
+
+
+
+@pytest.mark.parametrize('corr,tol', [(0.3, 0.04), (-0.9 / 299, 0.004)])
+def test_correlation_many_symbols(corr, tol):
+    "300 symbols (one near the lowest allowed correlation): every symbol, first or last, gets the target correlation."
+    S, T = 300, 4000
+    r = _returns(random_walk(T, n_symbols=S, seed=12, corr=corr))
+    z = (r - r.mean(axis=0)) / r.std(axis=0)
+    var_ratio = z.mean(axis=1).var() * S / (1 + (S - 1) * corr)    # Var(mean of S equicorrelated) = (1 + (S-1)corr) / S
+    c = np.corrcoef(r.T); np.fill_diagonal(c, np.nan)
+    per_symbol = np.nanmean(c, axis=1)
+    print(f"corr {corr:+.4f}: variance ratio of the cross-sectional mean {var_ratio:.3f} (1 expected), "
+          f"per-symbol mean correlation {per_symbol.min():+.4f}..{per_symbol.max():+.4f}, first 10 vs last 10 {np.nanmean(c[:10, -10:]):+.4f}")
+    assert abs(var_ratio - 1) < 4 * math.sqrt(2 / T)
+    assert np.abs(per_symbol - corr).max() < tol
+
+
+@pytest.mark.parametrize('corr,S', [(0.5, 500), (-0.99 / 499, 500), (0.95, 50), (0.0, 20)])
+def test_corr_factor_is_the_cholesky_factor(corr, S):
+    "The O(S) closed form equals LAPACK's dense Cholesky factor, and mixing with it equals the dense product."
+    d, c = _corr_factor(corr, S)
+    L = np.linalg.cholesky(np.full((S, S), corr) + (1 - corr) * np.eye(S))
+    lo = np.tril_indices(S, -1)
+    np.testing.assert_allclose(d, np.diag(L), rtol=1e-11)
+    np.testing.assert_allclose(c[lo[1]], L[lo], rtol=1e-9, atol=1e-15)
+    g = np.random.default_rng(0).standard_normal((200, S))
+    np.testing.assert_allclose(_mix(g, d, c), g @ L.T, rtol=0, atol=1e-12)
+    if corr == 0: assert np.array_equal(_mix(g, d, c), g)         # uncorrelated: the draws themselves, bit for bit
 
 
 def test_volume_sizes_not_signs():
