@@ -18,8 +18,10 @@ def test_data_list_shows_real_datasets(home):
     for d in SAMPLES:
         r = by[d['name']]
         assert (r['rows'], r['start'], r['end'], r['license']) == (d['rows'], d['start'], d['end'], d['license'])
+    assert (by['stocks_1d']['adj_close'], by['btc_1d']['adj_close']) == (True, False)   # whether a set has an adjusted close
     rc, out, _ = run_cli('data', 'list')
     assert rc == 0 and 'btc_15m' in out and f"{len(SAMPLES)} data set(s)" in out
+    assert next(l for l in out.splitlines() if l.startswith('stocks_1d ')).endswith('adj close')
 
 
 def test_data_check_every_sample(home):
@@ -36,6 +38,10 @@ def test_data_check_every_sample(home):
     assert 'outside_session' not in f['eurusd_1h']              # FX sessions: Sunday 17:00 New York opens Monday's
     assert f['eurusd_1h']['gaps']['count'] == 15                # ... and Christmas 2017 is the only hole
     assert all(r['ok'] for r in reports.values())          # no bundled set breaks the bars contract
+    # the VIX's 2016-06-24 spike is a large move of an index, never advice to split-adjust it
+    assert 'probable_split' not in f['vix_1d'] and f['vix_1d']['large_move']['severity'] == 'info'
+    assert 'VIX @ 2016-06-24' in f['vix_1d']['large_move']['examples'][0]
+    assert '31.0%' in f['spx_ffill_1d']['outside_session']['detail'] and '24/7 fits better' in f['spx_ffill_1d']['outside_session']['detail']
 
 
 def _ingest(path, name='mine', *extra):
@@ -138,6 +144,14 @@ BAD_INGEST = {
     'symbol given twice': (lambda t: (pl.read_csv(_good_csv(t / 's.csv')).with_columns(Ticker=pl.lit('A')).write_csv(t / 's.csv'), t / 's.csv')[1],
                            ['--symbol', 'B'], ['has a symbol column already']),
     'sample name is read-only': (lambda t: _good_csv(t / 'ok.csv'), ['--name', 'btc_1d'], ['read-only']),
+    'calendar does not fit the bars': (lambda t: _good_csv(t / 'btc.csv', Date=[f'2021-01-{d:02d}' for d in (8, 9, 10, 11, 12)]),
+                                       ['--calendar', 'XNYS'],
+                                       ['2 of 5 bars (40.0%) fall outside the sessions of calendar XNYS', 'more than the 2% allowed',
+                                        'e.g. 2021-01-09 Sat, 2021-01-10 Sun', 'the bars fit 24/7 (0 outside): ingest with --calendar 24/7']),
+    'no ticker in the file name': (lambda t: _good_csv(t / '2021-01.csv'), [],
+                                   ["cannot tell the symbol from the file name '2021-01.csv'", '--symbol']),
+    'adjusted close not numeric': (lambda t: _good_csv(t / 'a.csv', **{'Adj Close': ['n/a'] * 5}), [],
+                                   ['the adjusted close column holds non-numbers', 'drop the adjusted close column']),
 }
 
 
@@ -241,3 +255,39 @@ def test_failed_manifest_write_keeps_previous_dataset(home, tmp_path, monkeypatc
             cat.ingest(_good_csv(tmp_path / 'b.csv', n=3), 'a', calendar='XNYS', overwrite=True)
     assert D.DataCatalog().load('a').equals(before)
     assert sorted(p.name for p in (home / 'catalog').glob('*.parquet')) == [Path(D.DataCatalog().info('a')['path']).name]
+
+
+def test_ingest_says_which_symbol_and_records_the_adjusted_close(home, tmp_path):
+    f = _good_csv(tmp_path / 'ORCL-1995-2014.csv', **{'Adj Close': [1.2] * 5})
+    rc, out, err = _ingest(f, 'orcl', '--calendar', 'XNYS')
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[1] == '  symbol: ORCL (from the file name; pass --symbol to choose)'
+    assert lines[2] == '  adjusted close: stored for ORCL; prices load raw unless adjusted ones are asked for (data.adjust)'
+    rc, out, err = _ingest(_good_csv(tmp_path / 'us.csv'), 'spy', '--calendar', 'XNYS')   # the review's us.csv --name spy
+    assert rc == 0, err
+    assert ("symbol: US (from the file name; pass --symbol to choose); note: it does not match the data set name 'spy': "
+            "if the ticker is SPY, re-ingest with --symbol SPY --overwrite") in out
+    from yooptx.data import DataCatalog
+    cat = DataCatalog()
+    assert [(cat.info(n)['symbols'], cat.info(n)['adj_close']) for n in ('orcl', 'spy')] == [(['ORCL'], True), (['US'], False)]
+
+
+def test_check_all_ends_with_a_summary_line(home, tmp_path):
+    "Three data sets: one clean, one with warnings, one breaking the bars contract; the last line counts them."
+    samples = tmp_path / 'samples'
+    samples.mkdir()
+    keep = [d for d in SAMPLES if d['name'] in ('btc_1d', 'vix_1d')]     # btc_1d has gaps (a warning); vix_1d only info
+    for d in keep: shutil.copy(REPO / 'data/samples' / d['file'], samples / d['file'])
+    from yooptx.data import sha256_file
+    broken = pl.DataFrame({'timestamp': ['2021-01-04', '2021-01-05', '2021-01-05'], 'symbol': 'X', 'open': 1.0, 'high': 1.0,
+                           'low': 1.0, 'close': 1.0, 'volume': 1.0}).with_columns(
+        pl.col('timestamp').str.to_datetime(time_unit='us', time_zone='UTC'))
+    broken.write_parquet(samples / 'broken.parquet')
+    keep.append({'name': 'broken', 'file': 'broken.parquet', 'freq': '1D', 'calendar': '24/7', 'close_only': False, 'symbols': ['X'],
+                 'rows': 3, 'start': '2021-01-04T00:00:00+00:00', 'end': '2021-01-05T00:00:00+00:00',
+                 'sha256': sha256_file(samples / 'broken.parquet'), 'license': 'MIT', 'source': 'test'})
+    (samples / 'MANIFEST.json').write_text(json.dumps({'format': 1, 'datasets': keep}))
+    rc, out, err = run_cli('data', 'check', '--all', env_extra={'YOOPTX_SAMPLES': str(samples)})
+    assert rc == 0, err
+    assert out.rstrip().splitlines()[-1] == '3 data set(s) checked: 1 with errors (broken), 1 with warnings (btc_1d)'

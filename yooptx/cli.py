@@ -33,7 +33,7 @@ def cmd_data_list(args) -> int:
             (r['start'] or '')[:16],
             (r['end'] or '')[:16],
             r['license'] or '',
-            ('close-only' if r['close_only'] else ''),
+            ', '.join(f for f, on in (('close-only', r['close_only']), ('adj close', r['adj_close'])) if on),
         )
         for r in df.iter_rows(named=True)
     ]
@@ -66,6 +66,10 @@ def cmd_data_ingest(args) -> int:
         f"ingested {e['name']}: {e['rows']:,} {e['freq']} bars, {len(e['symbols'])} symbol(s), {e['start']} .."
         f" {e['end']}, calendar {e['calendar']}"
     )
+    print(f"  {e['symbol_note']}")
+    if e.get('adj_close'):
+        print(f"  adjusted close: stored for {_fmt_symbols(e['adj_close_symbols'])}; prices load raw unless adjusted ones are"
+              " asked for (data.adjust)")
     print(f"  stored {e['path']}  sha256 {e['sha256']}")
     if e.get('notes'): print(f"  notes: {e['notes']}")
     return 0
@@ -81,6 +85,11 @@ def cmd_data_check(args) -> int:
         r = cat.check(n); reports.append(r)
         if not args.json: print(r, end='\n\n')
     if args.json: print(json.dumps([r.to_dict() for r in reports], indent=1, default=str))
+    elif args.all or len(reports) > 1:
+        err = [r.name for r in reports if not r.ok]
+        warn = [r.name for r in reports if any(f.severity == 'warning' for f in r.findings)]
+        few = lambda xs: f" ({', '.join(xs[:5])}{', …' if len(xs) > 5 else ''})" if xs else ''
+        print(f"{len(reports)} data set(s) checked: {len(err)} with errors{few(err)}, {len(warn)} with warnings{few(warn)}")
     return 0
 
 def cmd_data_resample(args) -> int:
@@ -187,9 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('path'); q.add_argument('--name', required=True, help='catalog name, e.g. my_btc_1h')
     q.add_argument('--freq', choices=list(FREQ_MINUTES), help='bar size (inferred if omitted)')
     q.add_argument('--tz', default='UTC', help='time zone of naive timestamps (IANA name, default UTC)')
-    q.add_argument('--symbol', help='symbol when the file has no symbol column (default: file name)')
     q.add_argument(
-        '--calendar', help='exchange calendar: XNYS, CMES, 24/7 (crypto), 24/5 (FX), ... (guessed if omitted)'
+        '--symbol',
+        help='symbol when the file has no symbol column (default: the leading ticker of the file name, e.g. ORCL from'
+        ' ORCL-1995-2014.csv)',
+    )
+    q.add_argument(
+        '--calendar',
+        help='exchange calendar: XNYS, CMES, 24/7 (crypto), FX, ... (guessed if omitted; refused when more than 2%% of'
+        ' the bars fall outside its sessions)',
     )
     q.add_argument('--close-only', action='store_true', help='the source has only close prices')
     q.add_argument('--sha256', help='expected SHA-256 of the file; refuse it on mismatch')
