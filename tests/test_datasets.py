@@ -304,3 +304,70 @@ def test_datamodule_fits_normalizer_on_train_rows_only(panel_data):
     assert dm.normalizer.to_dict() == ref.to_dict() and dm.normalizer.n_fit_rows == fold.train.size
     x = WindowDataset(ref.transform(feats), labels, fold.val, L=8, classes=dm.train_ds.classes)
     assert torch.equal(dm.val_ds[0]['past_values'], x[0]['past_values'])
+
+
+# ---------------------------------------------------------------- one grid for every symbol (PanelLayout)
+
+def reference_positions(feats, L, calendar, freq):
+    "The per-symbol algorithm BarPanel used before PanelLayout: each symbol's own bar_times grid, unioned with its rows."
+    from datetime import timedelta
+    ts, sym = feats['timestamp'].dt.epoch('us').to_numpy(), feats['symbol'].to_numpy()
+    pos, at, glen = np.empty(len(ts), np.int64), 0, []
+    for s in sorted(set(sym)):
+        idx = np.flatnonzero(sym == s)
+        t = ts[idx]
+        lo, hi = (np.datetime64(int(v), 'us').astype('datetime64[D]').astype(object) for v in (t.min(), t.max()))
+        g = bar_times(calendar, freq, lo, hi + timedelta(days=1)).dt.epoch('us').to_numpy()
+        g = np.union1d(g[(g >= t.min()) & (g <= t.max())], t)
+        at += L - 1
+        pos[idx] = at + np.searchsorted(g, t)
+        at += g.size; glen.append(g.size)
+    return pos, at, np.array(glen)
+
+
+def ragged_market(calendar, freq, start, end, seed):
+    "Four symbols on one calendar with different spans (late listing, early delisting), dropped bars, off-grid rows, shuffled."
+    rng = np.random.default_rng(seed)
+    grid = bar_times(calendar, freq, start, end)
+    n, out = grid.len(), []
+    for k, (a, b) in enumerate([(0, n), (n // 3, n), (0, 2 * n // 3), (n // 4, 3 * n // 4)]):
+        t = grid[a:b].dt.epoch('us').to_numpy()
+        keep = np.ones(t.size, bool); keep[1:-1] = rng.random(t.size - 2) > 0.15            # first/last bar kept
+        t = t[keep]
+        shift = rng.random(t.size) < 0.05                                                     # a few rows off the grid
+        t = np.unique(np.where(shift, t + 7 * 60_000_000, t))
+        out.append(pl.DataFrame({'timestamp': pl.Series(t).cast(pl.Datetime('us')).dt.replace_time_zone('UTC'),
+                                 'symbol': f'S{k}', 'x': rng.standard_normal(t.size)}))
+    f = pl.concat(out)
+    return f[rng.permutation(f.height)]
+
+
+@pytest.mark.parametrize('calendar,freq,start,end', [('XNYS', '1D', '2020-01-02', '2021-06-30'), ('XNYS', '1h', '2021-03-01', '2021-04-30'),
+                                                     ('XHKG', '1h', '2021-09-01', '2021-10-29'), ('CMES', '1h', '2021-03-01', '2021-03-31'),
+                                                     ('FX', '1h', '2021-01-04', '2021-02-12'), ('24/7', '15m', '2021-01-01', '2021-01-20')])
+def test_one_grid_for_all_symbols_equals_per_symbol_grids(calendar, freq, start, end):
+    from yooptx.datasets import PanelLayout
+    feats = ragged_market(calendar, freq, start, end, seed=len(calendar))
+    pos, N, glen = reference_positions(feats, 6, calendar, freq)
+    p = BarPanel(feats, 6, calendar, freq)
+    assert np.array_equal(p.pos_of_row, pos) and p.values.shape[0] == N and np.array_equal(p.grid_len, glen)
+    assert np.array_equal(p.values[p.pos_of_row, 0].numpy(), feats['x'].to_numpy().astype(np.float32))
+    assert p.observed.sum().item() == feats.height and p.n_missing == int(glen.sum()) - feats.height > 0
+    # a shared layout: the same panel for any values and any L
+    lay = PanelLayout(feats, calendar, freq)
+    q = BarPanel(feats.with_columns(pl.col('x') * 3), 9, layout=lay)
+    pos9, N9, _ = reference_positions(feats, 9, calendar, freq)
+    assert np.array_equal(q.pos_of_row, pos9) and q.values.shape[0] == N9
+    assert np.array_equal(q.values[q.pos_of_row, 0].numpy(), (feats['x'] * 3).to_numpy().astype(np.float32))
+
+
+def test_layout_refuses_other_rows(panel_data):
+    from yooptx.datasets import PanelLayout
+    _, feats, labels = panel_data
+    lay = PanelLayout(feats, 'XNYS', '1D')
+    assert lay.fits(feats) and lay.fits(Normalizer().fit(feats, np.arange(100)).transform(feats))   # normalizing keeps the rows
+    for other in (feats.sort('timestamp'), feats.head(feats.height - 1), feats.with_columns(pl.col('timestamp') + pl.duration(days=1))):
+        assert not lay.fits(other)
+        with pytest.raises(DatasetError, match='other rows'): BarPanel(other, 8, layout=lay)
+    with pytest.raises(DatasetError, match='differ from the layout'): BarPanel(feats, 8, 'XNYS', '1h', layout=lay)
+    with pytest.raises(DataError, match='duplicated'): PanelLayout(pl.concat([feats, feats.head(1)]), 'XNYS', '1D')

@@ -84,9 +84,24 @@ def _grid(a: np.ndarray, b: np.ndarray, step: int) -> np.ndarray:
     idx = np.repeat(np.arange(len(a)), k)
     return a[idx] + (np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k)) * step
 
+@lru_cache(maxsize=8)
+def _bar_grid(name: str, freq: str, start: str, end: str) -> np.ndarray:
+    "The bar grid of session dates start..end as read-only int64 UTC microseconds, built once per (calendar, freq, span)."
+    ses = sessions(name, start, end)
+    if freq == '1D': t = ses['session'].cast(pl.Datetime('us')).dt.epoch('us').to_numpy()
+    else:
+        step = freq_minutes(freq) * 60_000_000
+        o, c = ses['open'].dt.epoch('us').to_numpy(), ses['close'].dt.epoch('us').to_numpy()
+        b0, b1 = ses['break_start'].dt.epoch('us').to_numpy(), ses['break_end'].dt.epoch('us').to_numpy()
+        # a session is one or two segments ([open, break_start), [break_end, close)); bins restart at each
+        t = np.sort(np.concatenate([_grid(o, b0, step), _grid(b1, c, step)]))
+    t = np.ascontiguousarray(t, dtype=np.int64)
+    t.flags.writeable = False                    # shared by every caller: nobody may change it
+    return t
+
 def bar_times(calendar: str, freq: str, start, end=None, n: int | None = None) -> pl.Series:
     "Left-labelled UTC open times of every `freq` bar of the sessions of `calendar` dated `start`..`end` (or the first `n` bars)."
-    step = freq_minutes(freq) * 60_000_000
+    freq_minutes(freq)                           # an unknown bar size fails here, before any calendar work
     if end is None and n is None: raise DataError("bar_times: give end= or n=")
     if end is None:  # enough sessions for n bars, with slack for holidays
         s0 = sessions(calendar, start, np.datetime64(str(start)[:10]) + np.timedelta64(3, 'D'))
@@ -94,18 +109,11 @@ def bar_times(calendar: str, freq: str, start, end=None, n: int | None = None) -
         days = int(n / per * 7 / 4.5) + 10
         end_ = np.datetime64(str(start)[:10]) + np.timedelta64(days, 'D')
     else: end_ = end
-    ses = sessions(calendar, start, end_)
-    if freq == '1D':
-        out = ses['session'].cast(pl.Datetime('us')).dt.replace_time_zone('UTC')
-    else:
-        o, c = ses['open'].dt.epoch('us').to_numpy(), ses['close'].dt.epoch('us').to_numpy()
-        b0, b1 = ses['break_start'].dt.epoch('us').to_numpy(), ses['break_end'].dt.epoch('us').to_numpy()
-        # a session is one or two segments ([open, break_start), [break_end, close)); bins restart at each
-        t = np.sort(np.concatenate([_grid(o, b0, step), _grid(b1, c, step)]))
-        out = pl.Series(t).cast(pl.Datetime('us')).dt.replace_time_zone('UTC')
+    t = _bar_grid(calendar_name(calendar), freq, str(start)[:10], str(end_)[:10])
     if n is not None:
-        if out.len() < n: raise DataError(f"bar_times: only {out.len()} bars available, {n} requested")
-        out = out.head(n)
+        if t.size < n: raise DataError(f"bar_times: only {t.size} bars available, {n} requested")
+        t = t[:n]
+    out = pl.Series(t).cast(pl.Datetime('us')).dt.replace_time_zone('UTC')
     return out.alias('timestamp')
 
 # %% ../nbs/02_calendars.ipynb #12f123cc

@@ -19,7 +19,7 @@ from .calendars import bar_times
 from .normalize import MASK_COL, Normalizer, feature_columns, row_indices
 
 # %% auto #0
-__all__ = ['DatasetError', 'BarPanel', 'Augment', 'WindowDataset', 'WindowSampler', 'BarsDataModule']
+__all__ = ['DatasetError', 'PanelLayout', 'BarPanel', 'Augment', 'WindowDataset', 'WindowSampler', 'BarsDataModule']
 
 # %% ../nbs/14_datasets.ipynb #cf25f99f
 class DatasetError(UserError):
@@ -33,25 +33,21 @@ def _check_L(L) -> int:
         raise DatasetError(f"L={L!r}: the window length must be an integer >= 1 (bars per window)")
     return int(L)
 
-class BarPanel:
-    "Features on each symbol's bar grid, L-1 padding rows per symbol, as one contiguous float32 array."
+class PanelLayout:
+    "Where each row of a features frame sits on its symbol's bar grid: built once from (timestamp, symbol), shared by every BarPanel of those rows."
     def __init__(self,
-                 features: pl.DataFrame,      # timestamp, symbol, feature columns (+ optional Boolean `observed`)
-                 L: int,                      # longest window that will be cut from it (sets the padding)
+                 keys: pl.DataFrame,          # timestamp, symbol (any other columns are ignored)
                  calendar: str | None = None, # exchange calendar of the bar grid (None: consecutive rows are consecutive bars)
                  freq: str | None = None):    # bar size of the grid ('1m' … '1D'); alone it means calendar '24/7'
-        self.L = _check_L(L)
-        miss = [c for c in ('timestamp', 'symbol') if c not in features.columns]
-        if miss: raise DatasetError(f"features frame lacks column(s) {', '.join(miss)}; columns found: {', '.join(features.columns)}")
-        self.feature_names = feature_columns(features)
-        if not self.feature_names: raise DatasetError("features frame has no feature columns")
+        miss = [c for c in ('timestamp', 'symbol') if c not in keys.columns]
+        if miss: raise DatasetError(f"features frame lacks column(s) {', '.join(miss)}; columns found: {', '.join(keys.columns)}")
         if calendar is not None and freq is None: raise DatasetError(f"calendar={calendar!r} needs freq= too (the bar size of the grid)")
         if freq is not None and calendar is None: calendar = '24/7'
         self.calendar, self.freq = calendar, freq
-        n, F, pad = features.height, len(self.feature_names), self.L - 1
+        n = keys.height
         if n == 0: raise DatasetError("features frame has no rows")
         # keep the key columns (cheap Series references) to answer "which symbol/time is row r"
-        self.timestamp, self.symbol = features['timestamp'], features['symbol'].cast(pl.Utf8)
+        self.timestamp, self.symbol = keys['timestamp'], keys['symbol'].cast(pl.Utf8)
         if self.symbol.null_count() or self.timestamp.null_count(): raise DataError("features have null symbol or timestamp values")
         if calendar is not None and not isinstance(self.timestamp.dtype, pl.Datetime):
             raise DatasetError(f"calendar={calendar!r} needs a Datetime timestamp column, got {self.timestamp.dtype}")
@@ -67,7 +63,7 @@ class BarPanel:
         ts_s = ts if is_sorted else ts[order]; sym_s = codes if is_sorted else codes[order]
         dup = np.flatnonzero((sym_s[1:] == sym_s[:-1]) & (ts_s[1:] == ts_s[:-1]))
         if dup.size:
-            i = int(order[dup[0]])
+            i = int(dup[0]) if is_sorted else int(order[dup[0]])
             raise DataError(f"features have {dup.size} duplicated (symbol, timestamp) pair(s), e.g. {self.symbol[i]} @ {self.timestamp[i]}: "
                             f"one row per symbol and bar is required (deduplicate the bars)")
         cnt = np.bincount(sym_s, minlength=S).astype(np.int64)
@@ -75,42 +71,95 @@ class BarPanel:
         # position of every sorted row on its symbol's grid
         if calendar is None: local, glen = np.arange(n, dtype=np.int64) - first[sym_s], cnt
         else:
-            local, glen = np.empty(n, dtype=np.int64), np.empty(S, dtype=np.int64)
-            for k in range(S):
-                a, c = int(first[k]), int(cnt[k])
-                t = ts_s[a:a + c]
-                lo, hi = (np.datetime64(int(v), 'us').astype('datetime64[D]').astype(object) for v in (t[0], t[-1]))
-                g = bar_times(calendar, freq, lo, hi + timedelta(days=1)).dt.epoch('us').to_numpy()
-                g = np.union1d(g[(g >= t[0]) & (g <= t[-1])], t)    # off-grid data rows are kept, not dropped
-                local[a:a + c] = np.searchsorted(g, t); glen[k] = g.size
+            # one grid for every symbol: the calendar's bars over the whole span (sessions dated first day .. last day + 1,
+            # since an evening bar may open the next session); a symbol's grid is its slice [first bar, last bar] of it,
+            # plus its own off-grid rows (kept, not dropped)
+            lo, hi = (np.datetime64(int(v), 'us').astype('datetime64[D]').astype(object) for v in (ts_s.min(), ts_s.max()))
+            g = bar_times(calendar, freq, lo, hi + timedelta(days=1)).dt.epoch('us').to_numpy()
+            j = np.searchsorted(g, ts_s)                                # (n,) grid bars before each row
+            off = (j >= g.size) | (g[np.minimum(j, g.size - 1)] != ts_s)   # (n,) rows that are not grid bars
+            lo_k = np.searchsorted(g, ts_s[first], 'left')              # (S,) grid index of each symbol's first bar
+            hi_k = np.searchsorted(g, ts_s[first + cnt - 1], 'right')   # (S,) one past its last bar
+            off_before = np.cumsum(off) - off                           # (n,) off-grid rows before each row (all symbols)
+            off_before -= off_before[first][sym_s]                      # … of its own symbol
+            local = (j - lo_k[sym_s]) + off_before; del j, off_before
+            glen = (hi_k - lo_k) + np.bincount(sym_s, weights=off, minlength=S).astype(np.int64)
         del ts, ts_s
+        ldt = np.int32 if glen.max() < 2**31 else np.int64
+        self.sym_of_row = codes                                     # (n,) symbol code of each row of the frame
+        if is_sorted: self.local_of_row = local.astype(ldt)         # (n,) position of each row of the frame on its symbol's grid
+        else: self.local_of_row = np.empty(n, dtype=ldt); self.local_of_row[order] = local
+        self.grid_len = glen                                        # (S,) bars on each symbol's grid
+        self.n_rows, self.n_missing = n, int(glen.sum() - n)
+
+    def fits(self, features: pl.DataFrame) -> bool:
+        "Whether `features` has exactly the rows (timestamp, symbol, in order) this layout was built from."
+        return (features.height == self.n_rows and 'timestamp' in features.columns and 'symbol' in features.columns
+                and features['timestamp'].dtype == self.timestamp.dtype and features['timestamp'].equals(self.timestamp)
+                and features['symbol'].cast(pl.Utf8).equals(self.symbol))
+
+    def check(self, features: pl.DataFrame):
+        "Raise `DatasetError` unless `features` has exactly the rows (timestamp, symbol, order) this layout was built from."
+        if not self.fits(features):
+            raise DatasetError(f"the PanelLayout was built from other rows ({self.n_rows:,}) than these features ({features.height:,}): "
+                               "build the layout from the same frame (same timestamp and symbol columns, same order), or pass layout=None")
+
+    @property
+    def nbytes(self) -> int:
+        "Bytes held by the index arrays."
+        return self.sym_of_row.nbytes + self.local_of_row.nbytes + self.grid_len.nbytes
+
+    def __repr__(self):
+        return (f"PanelLayout({self.n_rows:,} rows, {len(self.symbols)} symbol(s), "
+                f"{'consecutive rows' if self.calendar is None else f'{self.freq} bars of {self.calendar}'}, {self.n_missing:,} missing bars)")
+
+class BarPanel:
+    "Features on each symbol's bar grid, L-1 padding rows per symbol, as one contiguous float32 array."
+    def __init__(self,
+                 features: pl.DataFrame,      # timestamp, symbol, feature columns (+ optional Boolean `observed`)
+                 L: int,                      # longest window that will be cut from it (sets the padding)
+                 calendar: str | None = None, # exchange calendar of the bar grid (None: consecutive rows are consecutive bars)
+                 freq: str | None = None,     # bar size of the grid ('1m' … '1D'); alone it means calendar '24/7'
+                 layout: PanelLayout | None = None):  # the grid positions of these rows, built once and shared (None: build them)
+        self.L = _check_L(L)
+        if layout is None: layout = PanelLayout(features, calendar, freq)
+        else:
+            if freq is not None and calendar is None: calendar = '24/7'
+            if (calendar, freq) != (None, None) and (calendar, freq) != (layout.calendar, layout.freq):
+                raise DatasetError(f"calendar={calendar!r}, freq={freq!r} differ from the layout's ({layout.calendar!r}, {layout.freq!r}): "
+                                   "build the PanelLayout with the same calendar and freq")
+            layout.check(features)
+        self.layout, self.calendar, self.freq = layout, layout.calendar, layout.freq
+        self.feature_names = feature_columns(features)
+        if not self.feature_names: raise DatasetError("features frame has no feature columns")
+        F, pad = len(self.feature_names), self.L - 1
+        self.timestamp, self.symbol, self.symbols = layout.timestamp, layout.symbol, layout.symbols
+        glen = layout.grid_len
         block = pad + glen
         self.grid_start = np.concatenate([[0], np.cumsum(block)[:-1]]) + pad   # (S,) array position of each symbol's first bar
         self.grid_len = glen                                                   # (S,) bars on each symbol's grid
         N = int(block.sum())
         pdt = np.int32 if N < 2**31 else np.int64
-        pos_s = (self.grid_start[sym_s] + local).astype(pdt); del local
-        # fill column by column from the frame (never a float64 copy of the whole feature matrix), then zero the
-        # non-finite values in row chunks so no (N, F) temporary is ever made
+        pos = (self.grid_start.astype(pdt)[layout.sym_of_row] + layout.local_of_row).astype(pdt, copy=False)  # (n,) in frame order
+        # fill in row chunks from the frame: whole rows land at once (a column at a time would write one float per
+        # cache line), never a float64 copy of the whole feature matrix; a row with a non-finite value (after the cast
+        # to float32) is written as zeros and marked unobserved on the way, so no (N, F) temporary is ever made
+        obs = np.zeros(N, dtype=bool); obs[pos] = True
+        if MASK_COL in features.columns: obs[pos] &= features[MASK_COL].fill_null(False).to_numpy()
         vals = np.zeros((N, F), dtype=np.float32)
-        for j, c in enumerate(self.feature_names):
-            v = features[c].to_numpy()                                   # nulls come out as NaN
-            vals[pos_s, j] = v if is_sorted else v[order]
-            del v
-        obs = np.zeros(N, dtype=bool); obs[pos_s] = True
-        if MASK_COL in features.columns:
-            mk = features[MASK_COL].fill_null(False).to_numpy()
-            obs[pos_s] &= mk if is_sorted else mk[order]
-        for a in range(0, N, 1 << 16):
-            blk = vals[a:a + (1 << 16)]
+        sub = features.select(self.feature_names)
+        for a in range(0, layout.n_rows, 1 << 14):
+            blk = np.asarray(sub.slice(a, 1 << 14).to_numpy(), dtype=np.float32)   # (chunk, F); nulls come out as NaN
             fin = np.isfinite(blk)
-            if not fin.all(): blk[~fin] = 0.0; obs[a:a + (1 << 16)] &= fin.all(1)
+            if not fin.all():
+                bad = ~fin.all(1); blk[~fin] = 0.0; obs[pos[a:a + (1 << 14)][bad]] = False
+            vals[pos[a:a + (1 << 14)]] = blk
+        del sub
         self.values = torch.from_numpy(vals)          # (N, F) float32, the one array all windows view
         self.observed = torch.from_numpy(obs)         # (N,) bool: False for padding, missing bars, warm-up rows
-        self.sym_of_row = codes                       # (n,) symbol code of each row of the frame
-        if is_sorted: self.pos_of_row = pos_s         # (n,) array position of each row of the frame
-        else: self.pos_of_row = np.empty(n, dtype=pdt); self.pos_of_row[order] = pos_s
-        self.n_rows, self.n_missing = n, int(glen.sum() - n)
+        self.sym_of_row = layout.sym_of_row           # (n,) symbol code of each row of the frame
+        self.pos_of_row = pos                         # (n,) array position of each row of the frame
+        self.n_rows, self.n_missing = layout.n_rows, layout.n_missing
 
     @property
     def n_features(self) -> int: return len(self.feature_names)
@@ -129,8 +178,8 @@ class BarPanel:
 
     @property
     def nbytes(self) -> int:
-        "Bytes held by the array, mask and index arrays."
-        return self.values.nbytes + self.observed.nbytes + self.pos_of_row.nbytes + self.sym_of_row.nbytes
+        "Bytes held by the array, mask and index arrays (the layout's included)."
+        return self.values.nbytes + self.observed.nbytes + self.pos_of_row.nbytes + self.layout.nbytes
 
     def __repr__(self):
         return (f"BarPanel({self.n_rows:,} rows, {len(self.symbols)} symbol(s), {self.n_features} features, L<={self.L}, "
@@ -276,9 +325,17 @@ class WindowDataset(Dataset):
 
     def batch(self, keys) -> dict:
         "Items `keys` (indices or (index, epoch) pairs) gathered at once into a batch: past_values (batch, L, F), …"
-        keys = keys.tolist() if isinstance(keys, (np.ndarray, torch.Tensor)) else list(keys)
-        ii = np.array([self._index(k[0] if isinstance(k, tuple) else k) for k in keys], dtype=np.int64)
-        ee = np.array([k[1] if isinstance(k, tuple) else self.epoch for k in keys], dtype=np.int64)
+        k = keys.cpu().numpy() if isinstance(keys, torch.Tensor) else keys
+        if isinstance(k, np.ndarray) and k.ndim == 1 and k.dtype.kind in 'iu':
+            # plain indices (how scoring asks for a split, 1,024 at a time): checked and shifted at once, no per-item loop
+            ii = k.astype(np.int64); ii[ii < 0] += len(self)
+            bad = (ii < 0) | (ii >= len(self))
+            if bad.any(): raise IndexError(f"item {int(k[bad.argmax()])} out of range for {len(self)} windows")
+            ee = np.full(ii.size, self.epoch, dtype=np.int64)
+        else:
+            keys = keys.tolist() if isinstance(keys, (np.ndarray, torch.Tensor)) else list(keys)
+            ii = np.array([self._index(k[0] if isinstance(k, tuple) else k) for k in keys], dtype=np.int64)
+            ee = np.array([k[1] if isinstance(k, tuple) else self.epoch for k in keys], dtype=np.int64)
         x, m = self._gather(ii)                            # (B, L, F), (B, L)
         out = {'past_values': x, 'observed_mask': m, 'row': torch.from_numpy(self.rows[ii].astype(np.int64))}
         if self.targets is not None: out['target'] = self.targets[ii].long() if self.kind == 'classification' else self.targets[ii]
@@ -414,7 +471,8 @@ class BarsDataModule(LightningDataModule):
                  freq: str | None = None,
                  drop_last: bool = False,          # drop the last short training batch
                  pin_memory: bool = False,
-                 normalizer: Normalizer | None = None):  # fit on this fold's train rows in setup (None: features used as given)
+                 normalizer: Normalizer | None = None,   # fit on this fold's train rows in setup (None: features used as given)
+                 layout: PanelLayout | None = None):     # grid positions of the features' rows, shared across folds (None: build them)
         super().__init__()
         if not folds: raise DatasetError("no folds given")
         if not -len(folds) <= fold < len(folds): raise DatasetError(f"fold={fold}: there are {len(folds)} folds (0..{len(folds) - 1})")
@@ -423,7 +481,7 @@ class BarsDataModule(LightningDataModule):
         self.L, self.batch_size, self.num_workers, self.seed = _check_L(L), batch_size, num_workers, int(seed)
         self.augment = augment if augment is not None else Augment()
         self.target, self.kind, self.calendar, self.freq = target, kind, calendar, freq
-        self.drop_last, self.pin_memory, self.normalizer = drop_last, pin_memory, normalizer
+        self.drop_last, self.pin_memory, self.normalizer, self.layout = drop_last, pin_memory, normalizer, layout
         self.panel = self.train_ds = self.val_ds = self.test_ds = None
 
     @property
@@ -433,7 +491,7 @@ class BarsDataModule(LightningDataModule):
         if self.train_ds is not None: return
         f = self.fold
         feats = self.features if self.normalizer is None else self.normalizer.fit(self.features, f.train).transform(self.features)
-        self.panel = BarPanel(feats, self.L, self.calendar, self.freq)
+        self.panel = BarPanel(feats, self.L, self.calendar, self.freq, layout=self.layout)
         kw = dict(L=self.L, target=self.target, kind=self.kind, fold=getattr(f, 'fold', self.fold_index), seed=self.seed)
         self.train_ds = WindowDataset(self.panel, self.labels, f.train, split='train', train=True, augment=self.augment, **kw)
         kw['classes'] = self.train_ds.classes

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 import polars as pl
 from .config import ExperimentConfig, load_config
 from .core import UserError
@@ -31,6 +32,18 @@ class ExperimentData:
     dataset: str                       # catalog name, or 'given' for bars passed in
     sha256: str | None = None          # data file checksum (None for bars passed in)
     warnings: list[str] = field(default_factory=list)
+    _layout: Any = field(default=None, init=False, repr=False, compare=False)   # cache of `panel_layout()`
+
+    def panel_layout(self):
+        "Where every feature row sits on its symbol's bar grid (`yooptx.datasets.PanelLayout`): built on first use, shared by every fold and trial."
+        from yooptx.datasets import PanelLayout      # torch is imported only where windows are cut
+        lay = self._layout
+        if lay is None or not lay.fits(self.features) or (lay.calendar, lay.freq) != (self.calendar, self.freq):
+            lay = self._layout = PanelLayout(self.features, self.calendar, self.freq)
+        return lay
+
+    def __getstate__(self):   # a worker process rebuilds the layout on first use rather than receive a copy of the key columns
+        return self.__dict__ | {'_layout': None}
 
     @property
     def feature_names(self) -> list[str]: return [c for c in self.features.columns if c not in ('timestamp', 'symbol')]

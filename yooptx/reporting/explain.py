@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from ..core import UserError, runs_dir
 from ..runs import Ledger, resolve_run
-from ..datasets import BarPanel, WindowDataset
+from ..datasets import WindowDataset
 
 # %% auto #0
 __all__ = ['AttributionError', 'Windows', 'windows', 'model_signal', 'has_attention', 'has_gate', 'attention_maps',
@@ -95,11 +95,13 @@ def windows(predictor,                    # a yooptx.training.checkpoints.Predic
     rows = rows[np.argsort(ts.gather(rows).dt.epoch('us').to_numpy(), kind='stable')]
     if a is None and b is None: rows = rows[-int(max_windows):]
     elif rows.size > max_windows: rows = rows[np.unique(np.round(np.linspace(0, rows.size - 1, int(max_windows))).astype(np.int64))]
-    m = predictor.meta
-    panel = BarPanel(predictor._inputs(feats), predictor.window, m.get('calendar'), m.get('freq'))
-    ds = WindowDataset(panel, None, rows, predictor.window)
-    bt = ds.batch(list(range(len(ds))))
-    return Windows(bt['past_values'].clone(), bt['observed_mask'].clone(), ds.rows.astype(np.int64), panel.timestamp.gather(ds.rows), symbol,
+    # the symbol's own rows make its panel (its windows never reach another symbol's bars): explaining one stock of
+    # a panel of thousands normalizes and lays out that stock only
+    own = np.flatnonzero(sym)                                       # (n_sym,) the symbol's rows of the frame, ascending
+    panel = predictor.panel(feats[own])
+    ds = WindowDataset(panel, None, np.searchsorted(own, rows), predictor.window)
+    bt = ds.batch(np.arange(len(ds)))                               # at most max_windows windows
+    return Windows(bt['past_values'].clone(), bt['observed_mask'].clone(), own[ds.rows].astype(np.int64), panel.timestamp.gather(ds.rows), symbol,
                    list(predictor.features))
 
 # %% ../../nbs/reporting/62_explain.ipynb #9c30445d
@@ -115,6 +117,13 @@ def model_signal(predictor, past_values, observed_mask, target: int | None = Non
     if lf.head == 'classification': return lf.signal(out)
     if lf.head == 'quantile': return lf.signal(out) * model.target_scale
     return out.reshape(out.shape[0], -1)[:, 0].float() * model.target_scale
+
+@torch.no_grad()
+def _signals(predictor, past_values, observed_mask, target: int | None = None, batch_size: int = 1024) -> torch.Tensor:
+    "`model_signal` on any number of windows, `batch_size` at a time (memory bounded by the batch)."
+    if len(past_values) == 0: return torch.zeros(0)
+    return torch.cat([model_signal(predictor, past_values[a:a + batch_size], observed_mask[a:a + batch_size], target)
+                      for a in range(0, len(past_values), batch_size)])
 
 def has_attention(predictor) -> bool:
     "Whether the checkpoint's encoder family returns attention weights."
@@ -286,8 +295,7 @@ def integrated_gradients(predictor,                  # a Predictor (its model is
             avg = (g.view(n, K, *xs.shape[1:]) * wts.view(1, K, 1, 1)).sum(1)     # (n, L, F) path-averaged gradient
             attr[a:a + per] = (xs - bs) * avg
     with torch.no_grad():
-        fx = torch.cat([model_signal(predictor, x[a:a + 1024], m[a:a + 1024], target) for a in range(0, len(windows), 1024)])
-        fb = torch.cat([model_signal(predictor, x0[a:a + 1024], m[a:a + 1024], target) for a in range(0, len(windows), 1024)])
+        fx, fb = _signals(predictor, x, m, target), _signals(predictor, x0, m, target)
     return IGResult(attr.detach().numpy().astype(np.float64), fx.double().numpy(), fb.double().numpy(), list(windows.feature_names), int(steps), method)
 
 # %% ../../nbs/reporting/62_explain.ipynb #3e20a694
@@ -301,6 +309,7 @@ def faithfulness(predictor,
                  unit: str = 'cell',           # 'cell' (time step × feature, set to 0) or 'step' (whole bar: observed_mask False)
                  target: int | None = None,    # as in integrated_gradients
                  baseline='zeros',             # what masked cells become: 'zeros' or an array broadcastable to (n, L, F) (unit='cell')
+                 batch_size: int = 1024,       # masked windows per forward pass (there are n_windows x (1 + n_random) of them)
                  ) -> dict[str, Any]:
     "Mean |Δ signal| when masking the top-k attributed inputs vs k random ones: ratio and share of windows where top-k hurts more."
     A = np.asarray(getattr(attributions, 'attributions', attributions), dtype=np.float64)
@@ -320,17 +329,21 @@ def faithfulness(predictor,
         if unit == 'cell': xs = torch.where(s.view(-1, L, Fn), x0[rows], xs)
         else: ms = ms & ~s
         return xs, ms
-    f0 = model_signal(predictor, x, m, target).double().numpy()
+    def signal(rows: np.ndarray, sel: np.ndarray) -> np.ndarray:   # signal of the masked windows, batch_size at a time
+        if not rows.size: return np.zeros(0)
+        return np.concatenate([model_signal(predictor, *masked(rows[a:a + batch_size], sel[a:a + batch_size]), target).double().numpy()
+                               for a in range(0, rows.size, batch_size)])
+    f0 = _signals(predictor, x, m, target, batch_size).double().numpy()
     top = np.zeros((n, units), bool)
     order = np.argsort(-np.where(avail, score, -np.inf), axis=1, kind='stable')[:, :k]
     np.put_along_axis(top, order, True, 1)
-    d_top = np.abs(model_signal(predictor, *masked(np.arange(n), top), target).double().numpy() - f0)
+    d_top = np.abs(signal(np.arange(n), top) - f0)
     rnd = np.zeros((n * n_random, units), bool)
     for i in range(n):
         cand = np.flatnonzero(avail[i]) if avail[i].sum() >= k else np.arange(units)
         for j in range(n_random): rnd[i * n_random + j, rng.choice(cand, k, replace=False)] = True
     rr = np.repeat(np.arange(n), n_random)
-    d_rnd = np.abs(model_signal(predictor, *masked(rr, rnd), target).double().numpy() - f0[rr]).reshape(n, n_random)
+    d_rnd = np.abs(signal(rr, rnd) - f0[rr]).reshape(n, n_random)
     r_mean = d_rnd.mean(1)
     return {'unit': unit, 'k': k, 'n_windows': n, 'n_random': int(n_random), 'topk_delta': float(d_top.mean()), 'random_delta': float(r_mean.mean()),
             'ratio': float(d_top.mean() / r_mean.mean()) if r_mean.mean() > 0 else float('inf') if d_top.mean() > 0 else float('nan'),

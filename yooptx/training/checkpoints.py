@@ -17,7 +17,7 @@ from ..runs import config_diff
 from .module import META_VERSION, SequenceModel
 
 # %% auto #0
-__all__ = ['RESUME_KEYS', 'CheckpointError', 'read_checkpoint', 'Predictor', 'load', 'check_resume']
+__all__ = ['RESUME_KEYS', 'CheckpointError', 'read_checkpoint', 'score_windows', 'Predictor', 'load', 'check_resume']
 
 # %% ../../nbs/training/26_checkpoints.ipynb #693309ee
 class CheckpointError(UserError):
@@ -38,6 +38,20 @@ def read_checkpoint(path) -> dict:
         raise CheckpointError(f"checkpoint {p} has metadata version {ck['yooptx'].get('version')!r}; this yooptx reads version {META_VERSION}")
     return ck
 
+@torch.inference_mode()
+def score_windows(model: torch.nn.Module,    # a SequenceModel (in the mode it is in: a Predictor's is in eval mode)
+                  ds: WindowDataset,          # the windows to score
+                  batch_size: int = 1024,     # windows per forward pass
+                  ) -> torch.Tensor:
+    "The model's head outputs (n, …) float32 on every window of `ds`, `batch_size` windows at a time."
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise CheckpointError(f"batch_size={batch_size!r}: expected an integer >= 1 (windows per forward pass)")
+    outs = []
+    for a in range(0, len(ds), int(batch_size)):
+        b = ds.batch(np.arange(a, min(a + int(batch_size), len(ds))))     # (batch, L, F): the only input tensor ever built
+        outs.append(model(b['past_values'], b['observed_mask']).float())
+    return torch.cat(outs)
+
 class Predictor:
     "A trained model with its normalizer and metadata: raw features in, prediction frame out."
     def __init__(self, model: SequenceModel, source: str = ''):
@@ -53,25 +67,42 @@ class Predictor:
         f = features.select('timestamp', 'symbol', *self.features, *(['observed'] if 'observed' in features.columns else []))
         return self.normalizer.transform(f) if self.normalizer is not None else f
 
+    def _layout_of(self, data):
+        "The shared `PanelLayout` of an ExperimentData when it is on this model's bar grid, else None (build one)."
+        if isinstance(data, pl.DataFrame) or not hasattr(data, 'panel_layout'): return None
+        cal, freq = self.meta.get('calendar'), self.meta.get('freq')
+        if freq is not None and cal is None: cal = '24/7'
+        lay = data.panel_layout()
+        return lay if (lay.calendar, lay.freq) == (cal, freq) else None
+
+    def panel(self, data) -> BarPanel:
+        "The model's inputs as one BarPanel: `data`'s features (a frame, or an ExperimentData whose shared layout is reused) normalized with the checkpoint's normalizer."
+        feats = data if isinstance(data, pl.DataFrame) else data.features
+        return BarPanel(self._inputs(feats), self.window, self.meta.get('calendar'), self.meta.get('freq'), layout=self._layout_of(data))
+
+    def _own(self, panel: BarPanel) -> BarPanel:
+        if panel.feature_names != list(self.features) or panel.L < self.window:
+            raise CheckpointError(f"the panel given holds features {panel.feature_names} padded for L<={panel.L}; the model {self.source} reads "
+                                  f"{list(self.features)} in windows of {self.window}: build it with predictor.panel(features)")
+        return panel
+
     @torch.inference_mode()
-    def outputs(self, features: pl.DataFrame, rows=None, batch_size: int = 1024) -> tuple[WindowDataset, np.ndarray]:
-        "The windows of `rows` (default: every row) and the model's raw head outputs on them (numpy)."
-        panel = BarPanel(self._inputs(features), self.window, self.meta.get('calendar'), self.meta.get('freq'))
-        ds = WindowDataset(panel, None, rows, self.window)
-        outs = []
-        for a in range(0, len(ds), batch_size):
-            b = ds.batch(list(range(a, min(a + batch_size, len(ds)))))
-            outs.append(self.model(b['past_values'], b['observed_mask']).float())
-        return ds, torch.cat(outs).numpy()
+    def outputs(self, features: pl.DataFrame | None, rows=None, batch_size: int = 1024,
+                panel: BarPanel | None = None) -> tuple[WindowDataset, np.ndarray]:
+        "The windows of `rows` (default: every row) and the model's raw head outputs on them (numpy), `batch_size` windows at a time."
+        ds = WindowDataset(self._own(panel) if panel is not None else self.panel(features), None, rows, self.window)
+        return ds, score_windows(self.model, ds, batch_size).numpy()
 
     def predict(self,
                 features: pl.DataFrame,            # raw (un-normalized) features: timestamp, symbol, the trained feature columns
                 rows=None,                         # rows to predict (default: all)
                 labels: pl.DataFrame | None = None,  # same rows as features: label and fwd_return are copied over
                 split: str = 'test',               # the split name these rows get ('val' or 'test')
-                batch_size: int = 1024) -> pl.DataFrame:
+                batch_size: int = 1024,            # windows per forward pass (memory is bounded by it, not by len(rows))
+                panel: BarPanel | None = None,     # `self.panel(features)`, when already built (features are then not read again)
+                ) -> pl.DataFrame:
         "Predictions for `rows` of `features` in the prediction-frame format."
-        ds, out = self.outputs(features, rows, batch_size)
+        ds, out = self.outputs(features, rows, batch_size, panel)
         m, lf = self.meta, self.model.loss_fn
         cols: dict[str, Any] = {}
         if lf.head == 'classification':
@@ -96,11 +127,13 @@ class Predictor:
         df = df.with_columns(pl.Series(k, v.astype(np.float64)) for k, v in cols.items())
         return validate_predictions(df.select(*PRED_SCHEMA, *cols), f"predictions of {self.source or m['encoder']}")
 
-    def predict_fold(self, data, splits: Sequence[str] = ('val', 'test')) -> pl.DataFrame:
-        "Predictions of this checkpoint's fold's val and test rows of an `ExperimentData`."
+    def predict_fold(self, data, splits: Sequence[str] = ('val', 'test'), panel: BarPanel | None = None) -> pl.DataFrame:
+        "Predictions of this checkpoint's fold's val and test rows of an `ExperimentData` (one panel serves every split)."
         f = next((f for f in data.folds if f.fold == self.meta.get('fold')), None)
         if f is None: raise CheckpointError(f"checkpoint {self.source} is for fold {self.meta.get('fold')} but the data have folds {[f.fold for f in data.folds]}")
-        out = [self.predict(data.features, getattr(f, s), data.labels, s) for s in splits if len(getattr(f, s))]
+        todo = [s for s in splits if len(getattr(f, s))]
+        if todo and panel is None: panel = self.panel(data)
+        out = [self.predict(data.features, getattr(f, s), data.labels, s, panel=panel) for s in todo]
         return pl.concat(out) if out else pl.DataFrame(schema=PRED_SCHEMA)
 
     def __repr__(self):

@@ -13,18 +13,19 @@ import torch
 import lightning as L
 from ..core import UserError, atomic_write, seed_everything
 from ..config import ExperimentConfig, TrainConfig, from_dict, load_config, to_dict
-from ..datasets import BarsDataModule
+from ..datasets import BarsDataModule, WindowDataset
 from ..experiment import prepare
 from ..metrics import trading_scores
 from ..models.encoders import ENCODER_REGISTRY, encoder_config, split_params
 from ..normalize import Normalizer
 from ..predictions import PRED_KEY, PRED_SCHEMA, params_hash, stitch
 from ..runs import Ledger, session, trial_id, trial_row, utc_now
-from .checkpoints import CheckpointError, Predictor, check_resume, load, read_checkpoint
+from .checkpoints import CheckpointError, Predictor, check_resume, load, read_checkpoint, score_windows
 from .module import SequenceModel, make_meta, make_trainer, quiet_lightning, trial_paths
 
 # %% auto #0
-__all__ = ['log', 'grid_points', 'resolve_params', 'plan', 'train_trial', 'encoder_trial', 'stitch_trials', 'fit', 'predict']
+__all__ = ['log', 'grid_points', 'resolve_params', 'plan', 'train_trial', 'encoder_trial', 'split_loss', 'stitch_trials', 'fit',
+           'predict']
 
 # %% ../../nbs/training/27_driver.ipynb #324d0403
 log = logging.getLogger('yooptx.train')
@@ -97,8 +98,11 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
     t0 = time.perf_counter()
     seed_everything(seed)
     norm = None if tc.normalize == 'none' else Normalizer(tc.normalize, tc.per_symbol)
+    # the rows' grid positions are built once per data set and shared; the values are normalized on this fold's training rows
+    layout = data.panel_layout() if hasattr(data, 'panel_layout') else None
     dm = BarsDataModule(data.features, data.labels, data.folds, [x.fold for x in data.folds].index(fold), L=tc.window,
-                        batch_size=tc.batch_size, num_workers=tc.num_workers, seed=seed, calendar=data.calendar, freq=data.freq, normalizer=norm)
+                        batch_size=tc.batch_size, num_workers=tc.num_workers, seed=seed, calendar=data.calendar, freq=data.freq,
+                        normalizer=norm, layout=layout)
     dm.setup()
     kind, classes = dm.train_ds.kind, dm.train_ds.classes
     counts = np.bincount(dm.train_ds.targets.numpy().astype(np.int64), minlength=len(classes)).tolist() if kind == 'classification' else None
@@ -116,7 +120,8 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
         resume = last
     try:
         L.seed_everything(seed, verbose=False)
-        model = SequenceModel(meta).attach(data.labels['fwd_return'].to_numpy(), _groups(data))
+        groups = _groups(data)
+        model = SequenceModel(meta).attach(data.labels['fwd_return'].to_numpy(), groups)
         trainer = make_trainer(tc, cfg.budget, paths, progress=progress, has_val=dm.val_ds is not None)
         with quiet_lightning(): trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
         best = paths.ckpt_dir / 'best.ckpt'
@@ -124,12 +129,13 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
             best = paths.ckpt_dir / 'swa.ckpt'; trainer.save_checkpoint(best, weights_only=False)
         if not best.exists(): best = last
         pr = load(best)
-        pred = pr.predict_fold(data)
+        panel = pr.panel(data)                   # the saved model's own inputs, built once for its predictions and val loss
+        pred = pr.predict_fold(data, panel=panel)
         paths.predictions.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(paths.predictions, writer=lambda tmp: pred.write_parquet(tmp))
         val = pred.filter(pl.col('split') == 'val')
         sc = trading_scores(val['prediction'].to_numpy(), val['fwd_return'].to_numpy()) if val.height else {}
-        vloss = _val_loss(pr, data, f) if val.height else None
+        vloss = _val_loss(pr, data, f, panel, groups) if val.height else None
         ck = read_checkpoint(best)
         row.update(status='ok', val_metric=sc.get(tc.monitor, vloss) if tc.monitor != 'val_loss' else vloss, val_loss=vloss,
                    n_epochs=int(trainer.current_epoch), best_epoch=int(ck.get('epoch', -1)),
@@ -146,14 +152,41 @@ def encoder_trial(task: dict, data, run_dir) -> dict:
     return train_trial(data, task['encoder'], task['params'], task['fold'], task['seed'], run_dir, progress=task.get('progress', False))
 
 @torch.inference_mode()
-def _val_loss(pr: Predictor, data, f) -> float:
-    "The training loss of a loaded model on the fold's validation rows (mean over rows)."
-    from yooptx.datasets import WindowDataset, BarPanel
-    m = pr.model.attach(data.labels['fwd_return'].to_numpy(), _groups(data))
-    ds = WindowDataset(BarPanel(pr._inputs(data.features), pr.window, pr.meta.get('calendar'), pr.meta.get('freq')), data.labels, f.val,
-                       pr.window, kind=m.kind, classes=m.classes)
-    b = ds.batch(list(range(len(ds))))
-    return float(m._loss(b, m(b['past_values'], b['observed_mask'])))
+def split_loss(model: SequenceModel,     # a trained model with `attach`ed forward returns (and groups, for the rank loss)
+               ds: WindowDataset,        # labelled windows: a whole split
+               batch_size: int = 1024,   # windows per forward pass
+               ) -> float:
+    "The model's training loss over all of `ds`, equal to one batch of the whole split, scored `batch_size` windows at a time."
+    out = score_windows(model, ds, batch_size)                        # (n, …): a few floats per window
+    rows = torch.from_numpy(ds.rows.astype(np.int64))
+    y = None if ds.targets is None else ds.targets.long() if ds.kind == 'classification' else ds.targets
+    if model.loss_fn.name != 'rank':       # every other loss is a function of the outputs: one call over the whole split
+        return float(model._loss({'target': y, 'row': rows}, out))
+    # rank: pairs form only within a timestamp, and one call would build an (n, n) pair matrix; so score chunks of whole
+    # timestamps and weight each chunk's loss by its pairs' total weight (the loss's own denominator)
+    if model._groups is None or model._fwd is None: raise UserError("the rank loss needs model.attach(fwd_return=..., groups=...)")
+    g = model._groups[rows].numpy()
+    order = np.argsort(g, kind='stable')
+    gs = g[order]
+    ends = np.r_[np.flatnonzero(gs[1:] != gs[:-1]) + 1, len(order)]         # where each timestamp's rows end in `order`
+    cuts, a, prev = [], 0, 0
+    for e in ends.tolist():              # whole timestamps, <= batch_size rows a chunk (a larger timestamp is a chunk alone)
+        if e - a > batch_size and prev > a: cuts.append(prev); a = prev
+        prev = e
+    num = den = 0.0
+    for idx in np.split(order, cuts):
+        ii = torch.from_numpy(idx)
+        fwd = torch.nan_to_num(model._fwd[rows[ii]]).float(); gi = model._groups[rows[ii]]
+        w = float(((fwd[:, None] - fwd[None, :]).clamp(min=0) * (gi[:, None] == gi[None, :])).sum())
+        if w > 0:
+            num += float(model._loss({'target': None if y is None else y[ii], 'row': rows[ii]}, out[ii])) * w; den += w
+    return num / den if den > 0 else 0.0
+
+def _val_loss(pr: Predictor, data, f, panel=None, groups=None) -> float:
+    "The training loss of a loaded model on the fold's validation rows (as one batch of them would give it)."
+    m = pr.model.attach(data.labels['fwd_return'].to_numpy(), _groups(data) if groups is None else groups)
+    ds = WindowDataset(panel if panel is not None else pr.panel(data), data.labels, f.val, pr.window, kind=m.kind, classes=m.classes)
+    return split_loss(m, ds)
 
 # %% ../../nbs/training/27_driver.ipynb #6d3f9e70
 def stitch_trials(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
