@@ -113,6 +113,7 @@ class DataConfig:
     start: Optional[str] = None       # ISO date/time, inclusive
     end: Optional[str] = None         # ISO date/time, exclusive
     freq: Optional[Literal['1m', '5m', '15m', '30m', '1h', '1D']] = None  # resample to this bar size first
+    adjust: Literal['raw', 'auto', 'adj_close'] = 'raw'  # prices for features, labels and the backtest: raw, adjusted close where the set has one (auto: else detected splits), or adj_close (required)
     def validate(self, where):
         for k in ('start', 'end'):
             v = getattr(self, k)

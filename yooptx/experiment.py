@@ -68,7 +68,7 @@ def prepare(config: ExperimentConfig | dict | str | None = None,  # config objec
         from yooptx.data import DataCatalog
         cat = catalog or DataCatalog()
         info = cat.info(cfg.data.name)
-        bars = cat.load(cfg.data.name, cfg.data.symbols, cfg.data.start, cfg.data.end, freq=cfg.data.freq)
+        bars = cat.load(cfg.data.name, cfg.data.symbols, cfg.data.start, cfg.data.end, freq=cfg.data.freq, adjust=cfg.data.adjust)
         freq, calendar, dataset, sha = cfg.data.freq or info['freq'], info.get('calendar') or '24/7', cfg.data.name, info.get('sha256')
     else:
         validate_bars(bars)

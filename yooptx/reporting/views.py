@@ -559,7 +559,9 @@ def data_warnings(run):   # a RunView or a run folder
     path = run.path if isinstance(run, RunView) else Path(run)
     m = _json(path / 'manifest.json') or {}
     d, ws = m.get('data', {}), m.get('warnings') or []
-    cover = (f"data {d.get('name')}: {d.get('rows', '?'):,} bars, {str(d.get('start'))[:10]} .. {str(d.get('end'))[:10]}"
+    cfg = read_run_config(path) if (path / 'config.yaml').exists() else None
+    prices = f", {cfg.data.adjust} prices" if cfg is not None else ''
+    cover = (f"data {d.get('name')}: {d.get('rows', '?'):,} bars, {str(d.get('start'))[:10]} .. {str(d.get('end'))[:10]}{prices}"
              if isinstance(d.get('rows'), int) else f"data {d.get('name')}")
     if not ws: return HTML(f"<p style='color:#57606a'>{html.escape(cover)}; no data warnings.</p>")
     items = ''.join(f"<li>{html.escape(w)}</li>" for w in ws)
