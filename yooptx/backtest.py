@@ -285,19 +285,38 @@ def _seg_cumprod(f: np.ndarray, starts: np.ndarray) -> np.ndarray:
     for a, b in zip(starts, np.r_[starts[1:], f.size]): np.cumprod(f[a:b], out=out[a:b])
     return out
 
-def _held(w: _Window, h: np.ndarray, c: np.ndarray, every_bar: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Held weights, fill turnover and fill rows for targets `h` held in units between fills (fill costs `c`, per equity)."
-    prev = _lag1(h, w.first, 0.0)
-    fill = np.ones(h.size, bool) if every_bar else (w.first | (h != prev))
-    rs = np.maximum.accumulate(np.where(fill, np.arange(h.size), 0))    # each row's fill: its run's first row
-    def drifted(hh, start):                                   # weight of a run filled at row `start`, at this row's price
-        G = w.price / w.price[start]
-        D = 1.0 - c[start] - hh + hh * G                     # equity now / equity before the fill
-        with np.errstate(divide='ignore', invalid='ignore'): return np.where(D > 0, hh * G / D, 0.0)
-    wt = np.where(fill, h, drifted(h, rs))
-    rs_prev = np.r_[0, rs[:-1]]
-    pre = np.where(w.first, 0.0, drifted(prev, rs_prev))      # the previous run's drifted weight at this row's fill price
-    return wt, np.where(fill, np.abs(h - pre), 0.0), fill
+def _fill_costs(w: _Window, h: np.ndarray, F: np.ndarray, rate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Turnover and cost (per equity before the fill) at the fill rows `F` of targets `h` held in units between fills.
+
+    A fill trades from the previous run's weight drifted to this fill's price, and that drift depends on what the previous
+    fill cost: a recurrence over fills alone, solved as a fixed point over the fill rows (a few passes: each shrinks the
+    error by a factor of about the cost rate) instead of over every bar."""
+    firstF = w.first[F]
+    Fp = np.r_[F[:1], F[:-1]]                                # the previous fill, of the same sleeve unless `firstF`
+    hp = np.where(firstF, 0.0, h[Fp])
+    G = w.price[F] / w.price[Fp]
+    hF, cF = h[F], np.zeros(F.size)
+    for _ in range(50):
+        cp = np.where(firstF, 0.0, np.r_[0.0, cF[:-1]])
+        D = 1.0 - cp - hp + hp * G                           # equity at this fill's price / equity before the previous fill
+        with np.errstate(divide='ignore', invalid='ignore'): pre = np.where(D > 0, hp * G / D, 0.0)
+        uF = np.abs(hF - pre)
+        new = uF * rate
+        done = F.size == 0 or np.max(np.abs(new - cF)) <= 1e-13 * max(np.max(np.abs(new)), 1e-300) + 1e-17
+        cF = new
+        if done: break
+    return uF, cF
+
+def _held(w: _Window, h: np.ndarray, fill: np.ndarray, cF: np.ndarray) -> np.ndarray:
+    "Held weights: the target at a fill row, then the weight drifting with price (units fixed) until the next fill."
+    run = np.cumsum(fill) - 1                                # each row's run: the index of its fill among the fills
+    rs = np.flatnonzero(fill)[run]                           # the run's fill row
+    wt = w.price / w.price[rs]; wt *= h                      # the position's value now, per equity before the fill
+    D = cF[run]; np.subtract(1.0, D, out=D); D -= h; D += wt  # equity now / equity before the fill
+    with np.errstate(divide='ignore', invalid='ignore'): np.divide(wt, D, out=wt)
+    wt[~(D > 0)] = 0.0                                       # the sleeve is wiped out
+    wt[fill] = h[fill]
+    return wt
 
 def _simulate(w: _Window, h: np.ndarray, rate: np.ndarray, dv: np.ndarray | None, impact: float,
               weights: np.ndarray, initial: float, marks: bool = False, every_bar: bool = False,
@@ -306,22 +325,25 @@ def _simulate(w: _Window, h: np.ndarray, rate: np.ndarray, dv: np.ndarray | None
     wc = weights[w.code]
     cap = initial * wc                                      # each sleeve's starting capital
     last = np.r_[w.starts[1:], h.size] - 1
-    c = np.zeros(h.size)                                     # fill cost per equity before the fill: the weights drift with it
-    cost = None
-    for _ in range(50):                                     # fixed point of drift(cost), impact(equity) and equity(cost)
-        wt, u, fill = _held(w, h, c, every_bar)
+    fill = np.ones(h.size, bool) if every_bar else (w.first | (h != _lag1(h, w.first, 0.0)))
+    F = np.flatnonzero(fill)
+    rateF, cost = rate[F], None
+    for _ in range(50):                                     # with impact: fixed point of impact(equity) and equity(cost)
+        uF, cF = _fill_costs(w, h, F, rateF)
+        wt = _held(w, h, fill, cF)
         gross = wt * w.ret
+        u = np.zeros(h.size); u[F] = uF
         traded = u.copy(); traded[last] += np.abs(wt[last] * (1 + w.ret[last]))   # closing at the end of the window
-        r_eff = rate
-        if impact and dv is not None and traded.any():
-            E = _seg_cumprod(np.maximum(1 + gross - (traded * rate if cost is None else cost), 0.0), w.starts)
-            with np.errstate(divide='ignore', invalid='ignore'):
-                part = np.where(dv > 0, np.minimum(traded * _lag1(E, w.first, 1.0) * cap / dv, 1.0), 1.0)
-            r_eff = rate + impact * np.sqrt(part)
-        new_cost, new_c = traded * r_eff, u * r_eff
-        scale = 1e-13 * max(np.max(np.abs(new_cost)), 1e-300) + 1e-17
-        done = np.max(np.abs(new_c - c)) <= scale and (cost is None and not impact or cost is not None and np.max(np.abs(new_cost - cost)) <= scale)
-        c, cost = new_c, new_cost
+        if not impact or dv is None or not traded.any():
+            cost = traded * rate
+            break
+        E = _seg_cumprod(np.maximum(1 + gross - (traded * rate if cost is None else cost), 0.0), w.starts)
+        with np.errstate(divide='ignore', invalid='ignore'):
+            part = np.where(dv > 0, np.minimum(traded * _lag1(E, w.first, 1.0) * cap / dv, 1.0), 1.0)
+        r_eff = rate + impact * np.sqrt(part)
+        new_cost = traded * r_eff
+        done = cost is not None and np.max(np.abs(new_cost - cost)) <= 1e-13 * max(np.max(np.abs(new_cost)), 1e-300) + 1e-17
+        cost, rateF = new_cost, r_eff[F]
         if done: break
     trading = cost
     if carry[0] or carry[1]:
