@@ -279,9 +279,9 @@ def _lag1(x: np.ndarray, first: np.ndarray, fill: float) -> np.ndarray:
     y = np.empty_like(x); y[1:] = x[:-1]; y[first] = fill
     return y
 
-def _seg_cumprod(f: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    "Cumulative product of `f` restarting at each segment start."
-    out = np.empty_like(f)
+def _seg_cumprod(f: np.ndarray, starts: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    "Cumulative product of `f` restarting at each segment start (into `out`, which may be `f`)."
+    out = np.empty_like(f) if out is None else out
     for a, b in zip(starts, np.r_[starts[1:], f.size]): np.cumprod(f[a:b], out=out[a:b])
     return out
 
@@ -307,68 +307,81 @@ def _fill_costs(w: _Window, h: np.ndarray, F: np.ndarray, rate: np.ndarray) -> t
         if done: break
     return uF, cF
 
-def _held(w: _Window, h: np.ndarray, fill: np.ndarray, cF: np.ndarray) -> np.ndarray:
-    "Held weights: the target at a fill row, then the weight drifting with price (units fixed) until the next fill."
-    run = np.cumsum(fill) - 1                                # each row's run: the index of its fill among the fills
-    rs = np.flatnonzero(fill)[run]                           # the run's fill row
-    wt = w.price / w.price[rs]; wt *= h                      # the position's value now, per equity before the fill
-    D = cF[run]; np.subtract(1.0, D, out=D); D -= h; D += wt  # equity now / equity before the fill
+def _held(w: _Window, h: np.ndarray, F: np.ndarray, cF: np.ndarray) -> np.ndarray:
+    "Held weights: the target at a fill row `F`, then the weight drifting with price (units fixed) until the next fill."
+    lens = np.diff(np.r_[F, h.size])                         # each run's bars (a run: a fill and the bars up to the next)
+    wt = np.repeat(w.price[F], lens)                         # runs are contiguous: repeats, not gathers (no page-scattered reads)
+    np.divide(w.price, wt, out=wt); wt *= h                  # the position's value now, per equity before the fill
+    D = np.repeat(1.0 - cF, lens); D -= h; D += wt           # equity now / equity before the fill
     with np.errstate(divide='ignore', invalid='ignore'): np.divide(wt, D, out=wt)
-    wt[~(D > 0)] = 0.0                                       # the sleeve is wiped out
-    wt[fill] = h[fill]
+    if h.size and not D.min() > 0: wt[~(D > 0)] = 0.0       # the sleeve is wiped out
+    wt[F] = h[F]
     return wt
 
 def _simulate(w: _Window, h: np.ndarray, rate: np.ndarray, dv: np.ndarray | None, impact: float,
               weights: np.ndarray, initial: float, marks: bool = False, every_bar: bool = False,
               carry: tuple[float, float] = (0.0, 0.0)) -> dict:
-    "Gross, cost, net, sleeve and portfolio equity for target positions `h` held in units between fills over window `w`."
-    wc = weights[w.code]
-    cap = initial * wc                                      # each sleeve's starting capital
-    last = np.r_[w.starts[1:], h.size] - 1
-    fill = np.ones(h.size, bool) if every_bar else (w.first | (h != _lag1(h, w.first, 0.0)))
+    """Gross, cost, net, sleeve and portfolio equity for target positions `h` held in units between fills over window `w`.
+
+    Written for memory traffic (10M bars: every fresh array costs page faults): runs and sleeves are contiguous, so
+    per-row values of a run or a sleeve are repeats, results are computed in place, the portfolio sums over symbols are
+    one `einsum` on a common timeline, and the rare paths (a wiped-out sleeve, carry) cost nothing when absent."""
+    n = h.size
+    seg_lens = np.diff(np.r_[w.starts, n])
+    cap = np.repeat(initial * weights, seg_lens)              # each sleeve's starting capital, per row
+    last = np.r_[w.starts[1:], n] - 1
+    fill = np.ones(n, bool)
+    if not every_bar and n > 1: np.not_equal(h[1:], h[:-1], out=fill[1:]); fill[w.starts] = True
     F = np.flatnonzero(fill)
     rateF, cost = rate[F], None
     for _ in range(50):                                     # with impact: fixed point of impact(equity) and equity(cost)
         uF, cF = _fill_costs(w, h, F, rateF)
-        wt = _held(w, h, fill, cF)
+        wt = _held(w, h, F, cF)
         gross = wt * w.ret
-        u = np.zeros(h.size); u[F] = uF
-        traded = u.copy(); traded[last] += np.abs(wt[last] * (1 + w.ret[last]))   # closing at the end of the window
-        if not impact or dv is None or not traded.any():
-            cost = traded * rate
+        u = np.zeros(n); u[F] = uF                           # turnover: the fills', and the close at the end of the window
+        u[last] += np.abs(wt[last] * (1 + w.ret[last]))
+        if not impact or dv is None or not u.any():
+            cost = u * rate
             break
-        E = _seg_cumprod(np.maximum(1 + gross - (traded * rate if cost is None else cost), 0.0), w.starts)
+        E = _seg_cumprod(np.maximum(1 + gross - (u * rate if cost is None else cost), 0.0), w.starts)
         with np.errstate(divide='ignore', invalid='ignore'):
-            part = np.where(dv > 0, np.minimum(traded * _lag1(E, w.first, 1.0) * cap / dv, 1.0), 1.0)
+            part = np.where(dv > 0, np.minimum(u * _lag1(E, w.first, 1.0) * cap / dv, 1.0), 1.0)
         r_eff = rate + impact * np.sqrt(part)
-        new_cost = traded * r_eff
+        new_cost = u * r_eff
         done = cost is not None and np.max(np.abs(new_cost - cost)) <= 1e-13 * max(np.max(np.abs(new_cost)), 1e-300) + 1e-17
         cost, rateF = new_cost, r_eff[F]
         if done: break
-    trading = cost
     if carry[0] or carry[1]:
-        cost = cost + (np.maximum(-wt, 0.0) * carry[0] + np.maximum(wt - 1.0, 0.0) * carry[1])
-    carry_cost = cost - trading
+        carry_cost = np.maximum(-wt, 0.0) * carry[0] + np.maximum(wt - 1.0, 0.0) * carry[1]
+        cost = cost + carry_cost
+    else: carry_cost = np.zeros(n)
     net = gross - cost
-    E = _seg_cumprod(np.maximum(1 + net, 0.0), w.starts)
+    E = net + 1.0
+    solvent = bool(E.min() > 0)                             # no bar takes a sleeve to zero (the common case)
+    if not solvent: np.maximum(E, 0.0, out=E)
+    E = _seg_cumprod(E, w.starts, out=E)
     Ep = _lag1(E, w.first, 1.0)
-    ruined = np.flatnonzero((1 + net <= 0) & (Ep > 0))
-    u = traded
+    ruined = np.zeros(0, np.int64) if solvent else np.flatnonzero((1 + net <= 0) & (Ep > 0))
     if ruined.size:                                         # limited liability: the sleeve is gone, it trades no more
         dead = Ep == 0
         wt, u, gross, cost, carry_cost = (np.where(dead, 0.0, x) for x in (wt, u, gross, cost, carry_cost))
         net = np.where(dead, 0.0, gross - cost); net[ruined] = -1.0
-    a = wc * Ep                                             # sleeve value before the bar, in portfolio units
-    binc = w.by_time
-    dE = binc(a * net)
+    if w.grid:                                              # sleeve value before the bar (portfolio units) times x, summed
+        S = len(w.symbols)
+        A = Ep.reshape(S, -1) * weights[:, None]
+        binc = lambda x: np.einsum('st,st->t', A, x.reshape(S, -1))
+    else:
+        a = np.repeat(weights, seg_lens) * Ep
+        binc = lambda x: np.bincount(w.tix, weights=a * x, minlength=w.T.size)
+    dE = binc(net)
     Eport = 1.0 + np.cumsum(dE)
     Eprev = np.r_[1.0, Eport[:-1]]
     with np.errstate(divide='ignore', invalid='ignore'):
-        div = lambda x: np.where(Eprev > 0, x / Eprev, 0.0)
-        port = {'gross': div(binc(a * gross)), 'cost': div(binc(a * cost)), 'net': div(dE),
-                'turnover': div(binc(a * u)), 'exposure': div(binc(a * np.abs(wt))), 'carry': div(binc(a * carry_cost)),
+        div = (lambda x: x / Eprev) if Eprev.min() > 0 else (lambda x: np.where(Eprev > 0, x / Eprev, 0.0))
+        port = {'gross': div(binc(gross)), 'cost': div(binc(cost)), 'net': div(dE), 'turnover': div(binc(u)),
+                'exposure': div(binc(np.abs(wt))), 'carry': div(binc(carry_cost)) if carry[0] or carry[1] else np.zeros(Eprev.size),
                 'equity': Eport}
-    close_mark = Eprev + binc(a * (wt * w.close_move - cost)) if marks else None
+    close_mark = Eprev + binc(wt * w.close_move - cost) if marks else None
     return dict(h=h, w=wt, u=u, gross=gross, cost=cost, carry=carry_cost, net=net, E=E, Ep=Ep, cap=cap, ruined=ruined,
                 port=port, close_mark=close_mark, Eprev=Eprev)
 
