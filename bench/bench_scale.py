@@ -47,9 +47,11 @@ def main():
     ap.add_argument('--window', type=int, default=90)
     ap.add_argument('--epochs', type=int, default=3)
     ap.add_argument('--minutes', type=float, default=4.0, help='training time cap of the measured trial')
+    ap.add_argument('--patch', type=int, default=8, help="the transformer's patch length and stride (tokens of `patch` bars; 1: a token per bar)")
     ap.add_argument('--quick', action='store_true')
     a = ap.parse_args()
-    header(f"bench_scale: {a.symbols:,} symbols x {a.bars:,} daily bars, window {a.window}, one transformer trial")
+    header(f"bench_scale: {a.symbols:,} symbols x {a.bars:,} daily bars, window {a.window}, one transformer trial "
+           f"(d_model 32, 2 layers, patches of {a.patch} bars: {-(-a.window // a.patch)} tokens a window)")
     import torch
     from yooptx import synth
     from yooptx.config import load_config
@@ -64,10 +66,11 @@ def main():
     from yooptx.gate import gate_checks
     from yooptx.metrics import periods_per_year
     torch.set_num_threads(default_threads(1))
+    print(f"torch threads: {torch.get_num_threads()}", flush=True)
     base = rss()                                            # the interpreter with torch, polars, lightning imported
     cfg = load_config({'data': {'name': 'given'}, 'features': {'preset': 'manual_v1'}, 'labels': {'kind': 'direction', 'horizon': 1},
                        'splits': {'n_folds': 3, 'embargo': 1}, 'seeds': [0],
-                       'encoders': {'transformer': {'params': {'d_model': 32, 'n_layers': 2, 'n_heads': 4}}},
+                       'encoders': {'transformer': {'params': {'d_model': 32, 'n_layers': 2, 'n_heads': 4, 'patch_length': a.patch, 'patch_stride': a.patch}}},
                        'train': {'window': a.window, 'batch_size': 512, 'patience': 5},
                        'budget': {'max_epochs': a.epochs, 'max_minutes_per_trial': a.minutes}})
     with Stage('synthetic market (synth.random_walk)'):

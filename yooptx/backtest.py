@@ -136,7 +136,7 @@ def _size(sig: np.ndarray, cfg: BacktestConfig, p_up: np.ndarray | None = None, 
         p = p_up
         bad = np.flatnonzero((p < 0) | (p > 1))
         if bad.size: raise BacktestError(f"sizing={m!r} needs probabilities of an up move in [0, 1], got {p[bad[0]]:g}: "
-                                         f"pass a classifier's frame (prediction = P(up) - P(down) in [-1, 1], or a prob_1 column), or use sizing='sign'/'threshold'/'vol_target'")
+                                         f"pass a classifier's frame (prediction = P(up) - P(down) in [-1, 1], or a prob_1 column), or size by the sign instead (backtest.sizing: sign, threshold or vol_target; --set backtest.sizing=sign)")
         if m == 'probability': pos = np.where(np.abs(p - 0.5) > cfg.dead_band, 2 * p - 1, 0.0)
         else: pos = np.clip(cfg.kelly_fraction * (p - (1 - p) / payoff_ratio), -cfg.kelly_cap, cfg.kelly_cap)
     elif m == 'vol_target':

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 import polars as pl
 from .config import ExperimentConfig, load_config
-from .core import UserError
+from .core import ConfigError, UserError
 from .bars import infer_freq, validate_bars
-from .features import build, load_exog
+from .features import FEATURES, PRESETS, build, feature_names, load_exog
 from .labels import label_horizon, make_labels_from_config
 from .splits import Fold, walk_forward_from_config
 
 # %% auto #0
-__all__ = ['ExperimentData', 'prepare']
+__all__ = ['ExperimentData', 'check_features_config', 'prepare']
 
 # %% ../nbs/15_experiment.ipynb #dd636418
 @dataclass
@@ -55,6 +55,42 @@ class ExperimentData:
         return (f"ExperimentData({self.dataset}: {self.bars.height:,} bars x {len(self.symbols)} symbol(s), {self.freq} on {self.calendar}, "
                 f"{len(self.feature_names)} features, {self.config.labels.kind} labels h={self.horizon}, {len(self.folds)} folds)")
 
+def _closest_preset(names: list[str], ok) -> str | None:
+    "The preset sharing most features with `names` among those for which `ok(feature)` holds for every feature."
+    fits = [p for p, fs in PRESETS.items() if all(ok(FEATURES[f]) for f in fs)]
+    return max(fits, key=lambda p: (len(set(PRESETS[p]) & set(names)), -len(PRESETS[p])), default=None)
+
+def check_features_config(cfg: ExperimentConfig, bars: pl.DataFrame, freq: str | None, catalog=None) -> None:
+    """Refuse, in the config's own keys, a feature choice that `features.build` would refuse in Python's words: features
+    that need an exogenous series `features.exog` does not list, time-of-day features on daily bars, OHLCV features on a
+    close-only source. Each message names the key and the `--set` that fixes it."""
+    fc = cfg.features
+    key = f"features.names={list(fc.names)}" if fc.names else f"features.preset={fc.preset}"
+    names = feature_names(list(fc.names) if fc.names else None, None if fc.names else fc.preset)
+    given = {n.rsplit('_', 1)[0] for n in fc.exog}                # load_exog names a series by its data set's stem
+    lacking: dict[str, list[str]] = {}
+    for n in names:
+        if FEATURES[n].exog and FEATURES[n].exog not in given: lacking.setdefault(FEATURES[n].exog, []).append(n)
+    fix_preset = lambda ok: (f"--set features.preset={p}" if (p := _closest_preset(names, ok)) else "drop them from features.names")
+    if lacking:
+        stem, fs = next(iter(lacking.items()))
+        try:
+            from yooptx.data import DataCatalog
+            sets = [n for n in (catalog or DataCatalog()).names() if n.rsplit('_', 1)[0] == stem]
+        except Exception: sets = []
+        add = f"--set features.exog=[{', '.join([*fc.exog, sets[0]])}]" if sets else f"ingest a {stem!r} series and list it in features.exog"
+        raise ConfigError(f"{key} has feature(s) {', '.join(fs)} that need the exogenous series {stem!r}, but features.exog="
+                          f"{list(fc.exog)} does not provide it: add it ({add}) or pick a preset without it "
+                          f"({fix_preset(lambda f: f.exog is None or f.exog in given)})")
+    if freq == '1D' and (intra := [n for n in names if FEATURES[n].intraday]):
+        raise ConfigError(f"{key} has feature(s) {', '.join(intra)} that describe the time within a day and carry nothing on "
+                          f"daily bars (data.name={cfg.data.name}): {fix_preset(lambda f: not f.intraday and (f.exog is None or f.exog in given))}")
+    absent = {c for c in ('open', 'high', 'low', 'volume') if c not in bars.columns or bars[c].null_count() == bars.height}
+    if need := [n for n in names if set(FEATURES[n].requires) & absent]:
+        raise ConfigError(f"{key} has feature(s) {', '.join(need)} that need {', '.join(sorted(absent))}, missing or all null in "
+                          f"data.name={cfg.data.name} (a close-only source?): "
+                          f"{fix_preset(lambda f: not set(f.requires) & absent and (f.exog is None or f.exog in given))}")
+
 def prepare(config: ExperimentConfig | dict | str | None = None,  # config object, mapping, YAML path or packaged name
             bars: pl.DataFrame | None = None,   # use these bars instead of the config's catalog data set
             calendar: str | None = None,        # calendar of `bars` (default '24/7'); ignored for catalog data
@@ -74,6 +110,7 @@ def prepare(config: ExperimentConfig | dict | str | None = None,  # config objec
         validate_bars(bars)
         freq, calendar, dataset = freq or infer_freq(bars['timestamp']), calendar or '24/7', 'given'
     if bars.height == 0: raise UserError(f"data set {dataset!r} has no bars in the selected range (data.start/data.end/data.symbols)")
+    check_features_config(cfg, bars, freq, catalog)
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter('always')
         exog = load_exog(cfg.features.exog, cfg.features.exog_lag_bars) if cfg.features.exog else None
