@@ -467,26 +467,27 @@ def _trades(w: _Window, sim: dict) -> pl.DataFrame:
     "Round trips from a simulation (see above)."
     h, n = sim['h'], sim['h'].size
     sg = np.sign(h)
-    newrun = sg != _lag1(sg, w.first, 0.0)
-    newrun |= w.first
+    newrun = np.ones(n, bool)
+    np.not_equal(sg[1:], sg[:-1], out=newrun[1:]); newrun[w.first] = True
     rs = np.flatnonzero(newrun)                              # first row of each run (flat runs included)
     nxt_start = np.r_[rs[1:], n]
     closed = np.r_[~w.first[rs[1:]], False]                 # the next run starts in the same symbol
-    ecur = sim['Ep'] * sim['cap']                            # sleeve equity before each bar, currency
-    cost_cur = sim['cost'] * ecur
-    run_cost = np.add.reduceat(cost_cur, rs)
-    run_gross = np.add.reduceat(sim['gross'] * ecur, rs)
+    cap, Ep = sim['cap'][rs], sim['Ep']                      # a run never spans two sleeves: its capital is its first row's
+    tmp = np.multiply(sim['cost'], Ep)                       # one scratch array for the per-row products (memory traffic)
+    run_cost = np.add.reduceat(tmp, rs) * cap                # currency: cost x sleeve equity before the bar
+    run_gross = np.add.reduceat(np.multiply(sim['gross'], Ep, out=tmp), rs) * cap
     lens = np.diff(np.r_[rs, n])
-    size = np.add.reduceat(np.abs(h), rs) / lens
+    size = np.add.reduceat(np.abs(h, out=tmp), rs) / lens
+    ecur_rs = Ep[rs] * cap                                   # sleeve equity before each run's first bar
     hp = np.where(w.first[rs], 0.0, np.abs(h[rs - 1])); hn = np.abs(h[rs])
     with np.errstate(divide='ignore', invalid='ignore'):
-        cost_old = np.where(hp + hn > 0, cost_cur[rs] * hp / (hp + hn), 0.0)   # part of a run's first fill that closes the previous run
+        cost_old = np.where(hp + hn > 0, sim['cost'][rs] * ecur_rs * hp / (hp + hn), 0.0)   # part of a run's first fill that closes the previous run
     run_cost -= cost_old
     run_cost[:-1] += np.where(closed[:-1], cost_old[1:], 0.0)
     last = nxt_start - 1
     k = np.flatnonzero(sg[rs] != 0)                          # runs that hold a position: the trades
-    rs, nxt_start, last, closed, run_cost, run_gross, lens, size = (
-        x[k] for x in (rs, nxt_start, last, closed, run_cost, run_gross, lens, size)
+    rs, nxt_start, last, closed, run_cost, run_gross, lens, size, ecur_rs = (
+        x[k] for x in (rs, nxt_start, last, closed, run_cost, run_gross, lens, size, ecur_rs)
     )
     xi = np.minimum(nxt_start, n - 1)
     pnl = run_gross - run_cost
@@ -503,7 +504,7 @@ def _trades(w: _Window, sim: dict) -> pl.DataFrame:
             'bars': lens.astype(np.int64),
             'cost': run_cost,
             'pnl': pnl,
-            'ret': pnl / np.where(ecur[rs] > 0, ecur[rs], np.nan),
+            'ret': pnl / np.where(ecur_rs > 0, ecur_rs, np.nan),
             'closed': closed,
             'exit_reason': pl.Series(np.where(closed, 'signal', 'end_of_data'), dtype=pl.Utf8),
         },

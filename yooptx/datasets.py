@@ -120,7 +120,9 @@ class BarPanel:
                  L: int,                      # longest window that will be cut from it (sets the padding)
                  calendar: str | None = None, # exchange calendar of the bar grid (None: consecutive rows are consecutive bars)
                  freq: str | None = None,     # bar size of the grid ('1m' … '1D'); alone it means calendar '24/7'
-                 layout: PanelLayout | None = None):  # the grid positions of these rows, built once and shared (None: build them)
+                 layout: PanelLayout | None = None,   # the grid positions of these rows, built once and shared (None: build them)
+                 transform=None):             # frame -> frame of the same rows (a fitted `Normalizer.transform`): applied a chunk
+                                              # of rows at a time, so the transformed features never exist as one whole frame
         self.L = _check_L(L)
         if layout is None: layout = PanelLayout(features, calendar, freq)
         else:
@@ -130,7 +132,7 @@ class BarPanel:
                                    "build the PanelLayout with the same calendar and freq")
             layout.check(features)
         self.layout, self.calendar, self.freq = layout, layout.calendar, layout.freq
-        self.feature_names = feature_columns(features)
+        self.feature_names = feature_columns(features if transform is None else transform(features.head(0)))
         if not self.feature_names: raise DatasetError("features frame has no feature columns")
         F, pad = len(self.feature_names), self.L - 1
         self.timestamp, self.symbol, self.symbols = layout.timestamp, layout.symbol, layout.symbols
@@ -145,16 +147,18 @@ class BarPanel:
         # cache line), never a float64 copy of the whole feature matrix; a row with a non-finite value (after the cast
         # to float32) is written as zeros and marked unobserved on the way, so no (N, F) temporary is ever made
         obs = np.zeros(N, dtype=bool); obs[pos] = True
-        if MASK_COL in features.columns: obs[pos] &= features[MASK_COL].fill_null(False).to_numpy()
         vals = np.zeros((N, F), dtype=np.float32)
-        sub = features.select(self.feature_names)
-        for a in range(0, layout.n_rows, 1 << 14):
-            blk = np.asarray(sub.slice(a, 1 << 14).to_numpy(), dtype=np.float32)   # (chunk, F); nulls come out as NaN
+        C = 1 << 14 if transform is None else 1 << 16              # a transform pays a fixed cost per call: bigger chunks
+        for a in range(0, layout.n_rows, C):
+            ch = features.slice(a, C)
+            if transform is not None: ch = transform(ch)
+            at = pos[a:a + C]
+            if MASK_COL in ch.columns: obs[at] &= ch[MASK_COL].fill_null(False).to_numpy()
+            blk = np.asarray(ch.select(self.feature_names).to_numpy(), dtype=np.float32)   # (chunk, F); nulls come out as NaN
             fin = np.isfinite(blk)
             if not fin.all():
-                bad = ~fin.all(1); blk[~fin] = 0.0; obs[pos[a:a + (1 << 14)][bad]] = False
-            vals[pos[a:a + (1 << 14)]] = blk
-        del sub
+                bad = ~fin.all(1); blk[~fin] = 0.0; obs[at[bad]] = False
+            vals[at] = blk
         self.values = torch.from_numpy(vals)          # (N, F) float32, the one array all windows view
         self.observed = torch.from_numpy(obs)         # (N,) bool: False for padding, missing bars, warm-up rows
         self.sym_of_row = layout.sym_of_row           # (n,) symbol code of each row of the frame
@@ -490,8 +494,8 @@ class BarsDataModule(LightningDataModule):
     def setup(self, stage: str | None = None):
         if self.train_ds is not None: return
         f = self.fold
-        feats = self.features if self.normalizer is None else self.normalizer.fit(self.features, f.train).transform(self.features)
-        self.panel = BarPanel(feats, self.L, self.calendar, self.freq, layout=self.layout)
+        tf = None if self.normalizer is None else self.normalizer.fit(self.features, f.train).transform
+        self.panel = BarPanel(self.features, self.L, self.calendar, self.freq, layout=self.layout, transform=tf)
         kw = dict(L=self.L, target=self.target, kind=self.kind, fold=getattr(f, 'fold', self.fold_index), seed=self.seed)
         self.train_ds = WindowDataset(self.panel, self.labels, f.train, split='train', train=True, augment=self.augment, **kw)
         kw['classes'] = self.train_ds.classes

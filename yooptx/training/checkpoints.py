@@ -64,8 +64,7 @@ class Predictor:
         miss = [c for c in self.features if c not in features.columns]
         if miss: raise CheckpointError(f"features lack column(s) {', '.join(miss)} that the model {self.source} was trained on; "
                                        f"build the same features ({len(self.features)}: {', '.join(self.features)})")
-        f = features.select('timestamp', 'symbol', *self.features, *(['observed'] if 'observed' in features.columns else []))
-        return self.normalizer.transform(f) if self.normalizer is not None else f
+        return features.select('timestamp', 'symbol', *self.features, *(['observed'] if 'observed' in features.columns else []))
 
     def _layout_of(self, data):
         "The shared `PanelLayout` of an ExperimentData when it is on this model's bar grid, else None (build one)."
@@ -78,7 +77,8 @@ class Predictor:
     def panel(self, data) -> BarPanel:
         "The model's inputs as one BarPanel: `data`'s features (a frame, or an ExperimentData whose shared layout is reused) normalized with the checkpoint's normalizer."
         feats = data if isinstance(data, pl.DataFrame) else data.features
-        return BarPanel(self._inputs(feats), self.window, self.meta.get('calendar'), self.meta.get('freq'), layout=self._layout_of(data))
+        return BarPanel(self._inputs(feats), self.window, self.meta.get('calendar'), self.meta.get('freq'), layout=self._layout_of(data),
+                        transform=self.normalizer.transform if self.normalizer is not None else None)   # normalized chunk by chunk
 
     def _own(self, panel: BarPanel) -> BarPanel:
         if panel.feature_names != list(self.features) or panel.L < self.window:

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/training/27_driver.ipynb #b7906602
 from __future__ import annotations
-import itertools, json, logging, time, traceback
+import gc, itertools, json, logging, time, traceback
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -128,6 +128,8 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
         if tc.swa:                               # the averaged weights exist only after training ends: they are the model
             best = paths.ckpt_dir / 'swa.ckpt'; trainer.save_checkpoint(best, weights_only=False)
         if not best.exists(): best = last
+        n_epochs = int(trainer.current_epoch)
+        del trainer, dm, model; gc.collect()     # the training panel and loaders go before the prediction panel comes
         pr = load(best)
         panel = pr.panel(data)                   # the saved model's own inputs, built once for its predictions and val loss
         pred = pr.predict_fold(data, panel=panel)
@@ -138,7 +140,7 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
         vloss = _val_loss(pr, data, f, panel, groups) if val.height else None
         ck = read_checkpoint(best)
         row.update(status='ok', val_metric=sc.get(tc.monitor, vloss) if tc.monitor != 'val_loss' else vloss, val_loss=vloss,
-                   n_epochs=int(trainer.current_epoch), best_epoch=int(ck.get('epoch', -1)),
+                   n_epochs=n_epochs, best_epoch=int(ck.get('epoch', -1)),
                    checkpoint=str(best.relative_to(paths.run_dir)), predictions=str(paths.predictions.relative_to(paths.run_dir)))
     except (KeyboardInterrupt, CheckpointError): raise
     except Exception as e:
