@@ -13,7 +13,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['PKG_DIR', 'REPO_DIR', 'UserError', 'ConfigError', 'yooptx_home', 'samples_dir', 'runs_dir', 'atomic_write',
-           'seed_everything', 'DevicePolicy', 'device_policy']
+           'release_memory', 'seed_everything', 'DevicePolicy', 'device_policy']
 
 # %% ../nbs/00_core.ipynb #5e027ba4
 class UserError(ValueError):
@@ -63,6 +63,19 @@ def atomic_write(path, data: bytes | str | None = None, writer=None):
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     return path
+
+# %% ../nbs/00_core.ipynb #31f0835d
+def release_memory() -> None:
+    "Return the memory the C allocator holds freed to the OS (glibc `malloc_trim`); a no-op elsewhere."
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes, ctypes.util
+            _TRIM = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').malloc_trim
+        except (OSError, AttributeError): _TRIM = False
+    if _TRIM: _TRIM(0)
+
+_TRIM = None
 
 # %% ../nbs/00_core.ipynb #5b5b4efb
 def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generator:

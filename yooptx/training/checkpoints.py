@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import polars as pl
 import torch
-from ..core import UserError
+from ..core import UserError, release_memory
 from ..datasets import BarPanel, WindowDataset
 from ..normalize import Normalizer
 from ..predictions import PRED_SCHEMA, validate_predictions
@@ -47,9 +47,11 @@ def score_windows(model: torch.nn.Module,    # a SequenceModel (in the mode it i
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise CheckpointError(f"batch_size={batch_size!r}: expected an integer >= 1 (windows per forward pass)")
     outs = []
-    for a in range(0, len(ds), int(batch_size)):
+    for k, a in enumerate(range(0, len(ds), int(batch_size))):
         b = ds.batch(np.arange(a, min(a + int(batch_size), len(ds))))     # (batch, L, F): the only input tensor ever built
         outs.append(model(b['past_values'], b['observed_mask']).float())
+        if k % 128 == 127: release_memory()      # the batches' freed tensors would otherwise pile up in the C heap
+    release_memory()
     return torch.cat(outs)
 
 class Predictor:

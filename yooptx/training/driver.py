@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import torch
 import lightning as L
-from ..core import UserError, atomic_write, seed_everything
+from ..core import UserError, atomic_write, release_memory, seed_everything
 from ..config import ExperimentConfig, TrainConfig, from_dict, load_config, to_dict
 from ..datasets import BarsDataModule, WindowDataset
 from ..experiment import prepare
@@ -129,7 +129,7 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
             best = paths.ckpt_dir / 'swa.ckpt'; trainer.save_checkpoint(best, weights_only=False)
         if not best.exists(): best = last
         n_epochs = int(trainer.current_epoch)
-        del trainer, dm, model; gc.collect()     # the training panel and loaders go before the prediction panel comes
+        del trainer, dm, model; gc.collect(); release_memory()   # the training panel and loaders go before the prediction panel
         pr = load(best)
         panel = pr.panel(data)                   # the saved model's own inputs, built once for its predictions and val loss
         pred = pr.predict_fold(data, panel=panel)
