@@ -20,6 +20,7 @@ min_python = cfg['min_python']
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 lab_requirements = ['jupyterlab>=4']
+rl_requirements = ['stable-baselines3>=2.3', 'gymnasium>=0.29']   # yooptx[rl]: SAC agents and their environment
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -33,7 +34,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={'yooptx': ['configs/*.yaml']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'lab': lab_requirements},
+    extras_require={'dev': dev_requirements, 'lab': lab_requirements, 'rl': rl_requirements},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

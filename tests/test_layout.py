@@ -81,10 +81,13 @@ def test_wings_and_no_back_edges():
     # the data path at the top does not reach up into the wings (the CLI, shims and trial-type registry excepted)
     allowed = {'yooptx.cli', 'yooptx._compat'} | {f'yooptx.{s}' for s in SHIMS}
     for m in top - allowed:
-        up = [d for d in g[m] if d.split('.')[1] in {'models', 'training', 'experiments', 'reporting'}]
+        up = [d for d in g[m] if d.split('.')[1] in {'models', 'training', 'experiments', 'reporting', 'rl'}]
         assert not up, f"{m} imports the wing module(s) {up}"
     assert not any(d.startswith('yooptx.experiments') or d.startswith('yooptx.reporting') for m in g if m.startswith('yooptx.training') for d in g[m])
     assert not any(d.startswith('yooptx.reporting') for m in g if m.startswith('yooptx.experiments') for d in g[m])
+    # agents build on training (checkpoints) and are run by experiments and shown by reporting, never the other way
+    assert not any(d.startswith('yooptx.rl') for m in g if m.startswith(('yooptx.training', 'yooptx.models')) for d in g[m])
+    assert not any(d.startswith(('yooptx.experiments', 'yooptx.reporting')) for m in g if m.startswith('yooptx.rl') for d in g[m])
 
 
 def test_old_paths_warn_once_and_forward():

@@ -838,7 +838,15 @@ def run_predictions(bars: pl.DataFrame, predictions: pl.DataFrame, costs=None, c
                 "run_predictions(split=None): a group holds both val and test rows; pass split='val' or 'test'"
             )
         keep = [c for c in g.columns if c in KEY or c == 'prediction' or c.startswith('prob_')]
-        p = _backtest(panel, _decide(panel, g.select(keep), cfg), costs, cfg, weights, 1.0).portfolio
+        dec = _decide(panel, g.select(keep), cfg)
+        if 'position' in g.columns and g['position'].null_count() < g.height:
+            # a candidate that chose its own positions (an RL policy): traded as given, within the caps; a row
+            # without one (a stitched candidate's supervised folds) is sized from its prediction as usual
+            pos = g['position'].cast(pl.Float64).to_numpy()
+            own = np.isfinite(pos)
+            capped = np.clip(np.maximum(pos, 0.0) if cfg.long_only else pos, -cfg.max_leverage, cfg.max_leverage)
+            dec.target = np.where(own, capped, dec.target)
+        p = _backtest(panel, dec, costs, cfg, weights, 1.0).portfolio
         out.append(
             p.select(
                 *[pl.lit(g[k][0], dtype=preds.schema[k]).alias(k) for k in RUN_KEYS],

@@ -14,10 +14,10 @@ import yaml
 from .core import ConfigError, PKG_DIR
 
 # %% auto #0
-__all__ = ['FREQS', 'DEFAULT_BASELINES', 'LOSSES', 'SIZINGS', 'COST_FIELDS', 'from_dict', 'to_dict', 'DataConfig',
+__all__ = ['FREQS', 'DEFAULT_BASELINES', 'LOSSES', 'SIZINGS', 'COST_FIELDS', 'RL_MODES', 'from_dict', 'to_dict', 'DataConfig',
            'FeaturesConfig', 'LabelsConfig', 'SplitsConfig', 'EncoderSpec', 'TrainConfig', 'EnsembleSpec',
-           'CostsConfig', 'BacktestConfig', 'BudgetConfig', 'GateConfig', 'ExperimentConfig', 'YamlLoader', 'read_yaml',
-           'apply_override', 'load_config', 'dump_config']
+           'CostsConfig', 'BacktestConfig', 'BudgetConfig', 'RLSpec', 'GateConfig', 'ExperimentConfig', 'YamlLoader',
+           'read_yaml', 'apply_override', 'load_config', 'dump_config']
 
 # %% ../nbs/00_config.ipynb #233952ec
 def _tname(tp) -> str:
@@ -290,6 +290,53 @@ class BudgetConfig:
     max_minutes_per_trial: float = 10.0
     max_trials_per_encoder: int = 8
 
+RL_MODES = ('frozen', 'finetune', 'scratch')
+
+@dataclass
+class RLSpec:
+    "One reinforcement-learning agent, a candidate like any encoder: SB3 SAC on an encoder's view of the bars, trained on each fold's training span, its checkpoint chosen on validation Sharpe, judged on test by the same backtester, ledger and gate."
+    encoder: str = 'manual'           # registered encoder family whose summary the agent sees
+    mode: Literal['frozen', 'finetune', 'scratch'] = 'scratch'  # frozen/finetune: start from this run's supervised checkpoint of the same fold
+    algorithm: Literal['sac'] = 'sac'
+    encoder_params: dict[str, Any] = field(default_factory=dict)  # scratch: the encoder's params (frozen/finetune: the checkpoint's)
+    reward: Literal['dsr', 'pnl', 'log'] = 'dsr'  # dsr: differential Sharpe (Moody & Saffell); pnl / log: net return / log(1 + net), in warm-up vol units
+    eta: float = 0.01                 # DSR moment rate (about 1 / the bars its Sharpe looks back over)
+    warmup: int = 64                  # bars of past market returns the DSR moments (and the reward scale) start from
+    episode_length: int = 256         # decisions per training episode (random starts inside the fold's training span)
+    total_timesteps: int = 20000
+    buffer_size: int = 50000
+    learning_starts: int = 1000
+    batch_size: int = 256
+    gamma: float = 0.99
+    tau: float = 0.005
+    ent_coef: Optional[float] = None  # None: learned (SB3's 'auto')
+    learning_rate: float = 3e-4
+    encoder_lr_scale: float = 0.1     # finetune / scratch: the encoder's learning rate relative to the actor's and critics'
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    n_envs: int = 1                   # training environments stepped together (SB3 DummyVecEnv)
+    eval_every: int = 2000            # timesteps between validation evaluations; the best on validation Sharpe is kept
+    window: Optional[int] = None      # bars per observation (None: train.window; frozen/finetune: the checkpoint's)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    enabled: bool = True
+    def validate(self, where):
+        chk = [('eta', 0 < self.eta <= 1, 'in (0, 1]'), ('warmup', self.warmup >= 2, '>= 2'),
+               ('episode_length', self.episode_length >= 2, '>= 2'), ('buffer_size', self.buffer_size >= self.batch_size, '>= batch_size'),
+               ('batch_size', self.batch_size >= 1, '>= 1'), ('gamma', 0 < self.gamma <= 1, 'in (0, 1]'),
+               ('tau', 0 < self.tau <= 1, 'in (0, 1]'), ('ent_coef', self.ent_coef is None or self.ent_coef > 0, '> 0 (or null: learned)'),
+               ('learning_rate', self.learning_rate > 0, '> 0'), ('encoder_lr_scale', 0 < self.encoder_lr_scale <= 1, 'in (0, 1]'),
+               ('n_envs', self.n_envs >= 1, '>= 1'), ('eval_every', self.eval_every >= 1, '>= 1'),
+               ('window', self.window is None or self.window >= 1, '>= 1'), ('net_arch', all(n >= 1 for n in self.net_arch), 'widths >= 1')]
+        for k, ok, rule in chk:
+            if not ok: raise ConfigError(f"{where}.{k}: must be {rule}, got {getattr(self, k)}")
+        if self.total_timesteps <= self.learning_starts:
+            raise ConfigError(f"{where}.total_timesteps ({self.total_timesteps}) must exceed learning_starts ({self.learning_starts}): "
+                              f"the agent would never learn; raise total_timesteps or lower learning_starts")
+        tunable = [f.name for f in dataclasses.fields(self) if f.name not in ('grid', 'enabled')]
+        bad = [k for k in self.grid if k not in tunable]
+        if bad: raise ConfigError(f"{where}.grid: unknown key {bad[0]!r}; an RL grid may vary {', '.join(tunable)}")
+        for k, v in self.grid.items():
+            if not isinstance(v, list) or not v: raise ConfigError(f"{where}.grid.{k}: give a non-empty list of values, got {v!r}")
+
 # %% ../nbs/00_config.ipynb #dff2e2a2
 @dataclass
 class GateConfig:
@@ -318,6 +365,7 @@ class ExperimentConfig:
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     encoders: dict[str, EncoderSpec] = field(default_factory=lambda: {'transformer': EncoderSpec()})
     ensembles: dict[str, EnsembleSpec] = field(default_factory=dict)
+    rl: dict[str, RLSpec] = field(default_factory=dict)   # name (e.g. sac_manual) -> agent: each is a candidate like an encoder
     train: TrainConfig = field(default_factory=TrainConfig)
     baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
     baseline_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-baseline settings, e.g. {momentum: {lookback: 60}}
@@ -339,6 +387,9 @@ class ExperimentConfig:
                 raise ConfigError(
                     f"ensembles.{n}.members: {', '.join(bad)} not in the encoders section ({', '.join(self.encoders)})"
                 )
+        for n in self.rl:
+            if n in self.encoders or n in self.baselines or n.startswith('ensemble:') or n == 'candidate':
+                raise ConfigError(f"rl.{n}: the name is taken by an encoder, a baseline or a reserved name; call the agent e.g. sac_{self.rl[n].encoder}")
         if not self.seeds: raise ConfigError("seeds: give at least one seed, e.g. seeds: [0, 1, 2]")
         if any(x < 0 for x in self.seeds): raise ConfigError(f"seeds: must be non-negative integers, got {self.seeds}")
 

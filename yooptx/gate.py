@@ -194,8 +194,9 @@ RUN_FILES = (
 class GateError(UserError):
     "A run folder the gate cannot judge."
 
-def evaluate(run_dir, write: bool = True, n_boot: int = 1000) -> dict:
-    "The verdict on a bake-off run folder (written to verdict.json)."
+def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
+             family: str | None = None) -> dict:   # judge this selected family (encoder, agent, ensemble) instead of the candidate: never written
+    "The verdict on a bake-off run folder (written to verdict.json); with `family`, the same checks on that family's selected configuration."
     run = Path(run_dir)
     if not run.is_dir():
         raise GateError(
@@ -227,6 +228,11 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000) -> dict:
             f"{run / 'selection.json'} is from an older version (no walk-forward candidate): rerun the bake-off"
         )
     cand, ch = sel.get('candidate_label') or sel.get('candidate'), sel.get('candidate_params_hash')
+    name = 'candidate'
+    if family is not None:
+        if family not in sel.get('families', {}):
+            raise GateError(f"family {family!r} has no selected configuration in run {run.name}; families: {', '.join(sel.get('families', {}))}")
+        cand, ch, name, write = family, sel['families'][family]['params_hash'], family, False
     led = pl.read_parquet(run / 'ledger.parquet')
     # a trial that failed and then succeeded on resume is not a failure
     okid = set(led.filter(pl.col('status') == 'ok')['trial_id'].to_list())
@@ -240,7 +246,7 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000) -> dict:
         )
     bt = pl.read_parquet(run / 'backtest.parquet')
     fam = sel['families']
-    c = seed_average(bt, 'candidate', ch)
+    c = seed_average(bt, name, ch)
     base = {b: seed_average(bt, b, fam[b]['params_hash']) for b in sel.get('baselines', []) if b in fam}
     # every configuration of every encoder family and ensemble counts as a trial (baselines are benchmarks, not trials)
     ok = led.filter((pl.col('status') == 'ok') & ~pl.col('encoder').is_in(list(cfg.baselines)))
@@ -266,14 +272,14 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000) -> dict:
     seeds = [
         float(v)
         for v in (
-            bt.filter((pl.col('encoder') == 'candidate') & (pl.col('params_hash') == ch))
+            bt.filter((pl.col('encoder') == name) & (pl.col('params_hash') == ch))
             .group_by('seed')
             .agg(pl.col('net').sort_by('timestamp'))['net']
             .map_elements(lambda s: _sharpe(np.asarray(s.to_list())), return_dtype=pl.Float64)
         )
     ]
     met = json.loads((run / 'metrics.json').read_text()) if (run / 'metrics.json').exists() else {}
-    cm = met.get('families', {}).get('candidate', {})
+    cm = met.get('families', {}).get(name, {})
     ppy = run_periods_per_year(run)
     tsum = float(c['turnover'].sum())
     paid = float(c['cost'].sum()) / tsum * 1e4 if tsum > 0 else cfg.costs.per_unit_bps   # what the backtest really charged

@@ -522,9 +522,11 @@ def prediction_metrics(preds: pl.DataFrame, n_bins: int = 10, min_symbols: int =
                 else None
             ),
         }
-        has_p = bool(pcols) and d.select(pl.any_horizontal(pl.col(pcols).is_not_null()).any()).item()   # a stitched frame: other models' rows have null probs
-        if has_p and 'label' in d.columns and d['label'].drop_nulls().drop_nans().len():
-            cm = classification_metrics(d['label'], d.select(pcols), classes, n_bins)
+        # a stitched frame: other models' rows have null probs; a candidate stitched from a classifier and a model without
+        # probabilities (a regressor, an RL agent) is scored on the rows that have them
+        pr = d.filter(pl.all_horizontal(pl.col(pcols).is_not_null())) if pcols else d.clear()
+        if pr.height and 'label' in pr.columns and pr['label'].drop_nulls().drop_nans().len():
+            cm = classification_metrics(pr['label'], pr.select(pcols), classes, n_bins)
             r |= {k: cm[k] for k in _CLS_KEYS}
         rows.append(r)
     out = pl.DataFrame(rows, infer_schema_length=None)

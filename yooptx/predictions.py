@@ -54,7 +54,7 @@ def validate_predictions(df: pl.DataFrame, what: str = 'predictions') -> pl.Data
         extra = [
             pl.col(c).cast(pl.Float64)
             for c in df.columns
-            if c.startswith(('prob_', 'q_')) and df.schema[c] != pl.Float64
+            if (c.startswith(('prob_', 'q_')) or c == 'position') and df.schema[c] != pl.Float64
         ]
         df = df.with_columns(casts + extra) if casts or extra else df
     except pl.exceptions.InvalidOperationError as e:

@@ -61,13 +61,17 @@ def baseline_tasks(config: ExperimentConfig, folds: Sequence[int]) -> list[dict]
     return out
 
 def plan_trials(config: ExperimentConfig, folds: Sequence[int]) -> list[dict]:
-    "Every trial of a bake-off: encoder trials (every grid point × fold × seed) then baseline trials."
+    "Every trial of a bake-off: encoder trials (every grid point × fold × seed), baseline trials, then RL agent trials (which may start from the encoders' checkpoints)."
     enc = (
         plan(config, folds=list(folds))
         if any(s.enabled for s in config.encoders.values())
         else plan(config, encoders=[], folds=list(folds))
     )
-    return enc + baseline_tasks(config, folds)
+    rl = []
+    if any(s.enabled for s in config.rl.values()):
+        from yooptx.rl.agent import rl_tasks      # stable-baselines3 is an extra: imported only when the experiment has agents
+        rl = rl_tasks(config, folds)
+    return enc + baseline_tasks(config, folds) + rl
 
 # %% ../../nbs/experiments/53_bakeoff.ipynb #80fe66b6
 def available_memory() -> int:
@@ -145,7 +149,8 @@ def assemble(run_dir, data: ExperimentData) -> dict:
         how='semi',
     )
     metric = cfg.train.monitor if cfg.train.monitor in ('val_sharpe', 'val_ic') else 'val_sharpe'
-    encoders = [e for e, s in cfg.encoders.items() if s.enabled]
+    agents = [n for n, s in cfg.rl.items() if s.enabled]
+    encoders = [e for e, s in cfg.encoders.items() if s.enabled] + agents   # an agent is a candidate family like an encoder
     fams, sel_frames = {}, {}
     for fam in encoders + list(cfg.baselines):
         ch = select_per_fold(raw, fam, folds, metric)
@@ -226,6 +231,7 @@ def assemble(run_dir, data: ExperimentData) -> dict:
         'baselines': [b for b in cfg.baselines if b in fams],
         'encoders': [e for e in encoders if e in fams],
         'ensembles': [e for e in fams if e.startswith('ensemble:')],
+        'agents': [a for a in agents if a in fams],
         'ineligible': sorted(f"{e}/{h}" for e, h in set(planned) - complete),
     }
     atomic_write(run / 'selection.json', json.dumps(selection, indent=1, default=str))
@@ -303,7 +309,9 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
                 + (f" ({failed[0]} failed)" if failed[0] else '')
             )
             bar.update()
-        try:s.run(tasks, executor, on_row=tick, fn=run_trial)
+        try:                         # agents run after the encoders whose checkpoints they may start from
+            s.run([t for t in tasks if t['kind'] != 'rl'], executor, on_row=tick, fn=run_trial)
+            s.run([t for t in tasks if t['kind'] == 'rl'], executor, on_row=tick, fn=run_trial)
         finally: bar.close()
         sel = assemble(s.path, s.data)
         s.finish(n_trials=len(tasks), n_failed=failed[0], candidate=sel['candidate'])

@@ -28,7 +28,7 @@ class ReportFailed(RuntimeError):
     def __init__(self, message: str, notebook: Path | None = None):
         super().__init__(message); self.notebook = notebook
 
-CREATES_RUN = frozenset({'train'})        # notebooks whose empty `run_dir` means "make a new run folder"
+CREATES_RUN = frozenset({'train', 'rl'})        # notebooks whose empty `run_dir` means "make a new run folder"
 KERNEL = 'python3'                        # papermill kernel; jupyter_client runs it with this interpreter
 
 def reports_dir() -> Path:
