@@ -6,7 +6,7 @@ gym-anytrading is never installed into the project's .venv: it runs in its own v
 in a worker process kept warm, each call stepping it N times with random actions. yooptx's environment steps a
 continuous target position through the backtester's execution (costs, units held, drift) and returns a (window x
 (features + 1) + 1) observation; gym-anytrading's returns a (window x 2) one (price, diff) and charges a fixed fee.
-Candidates take turns in interleaved rounds (bench/_harness.py). Target: >= 10x gym-anytrading's steps/s (single env).
+Candidates take turns in interleaved rounds (bench/_harness.py). Target: >= 10x gym-anytrading's steps/s (single env, and 256 lanes of TradingVecEnv).
 Asserts nothing about speed.
 
     .venv/bin/python bench/bench_rl.py            # 20k bars, window 32
@@ -81,9 +81,8 @@ def sac_updates(market, mode: str, n_updates: int, batch: int = 256) -> float:
     import torch
     from yooptx.config import RLSpec
     from yooptx.rl.agent import EncoderExtractor, YSAC, embed
-    from yooptx.rl.env import TradingEnv
+    from yooptx.rl.env import TradingVecEnv
     from yooptx.models.encoders import build_encoder
-    from stable_baselines3.common.vec_env import DummyVecEnv
     enc_params = dict(d_model=32, n_layers=2, n_heads=4)
     m = market
     if mode == 'frozen':
@@ -94,7 +93,7 @@ def sac_updates(market, mode: str, n_updates: int, batch: int = 256) -> float:
         pk = {'net_arch': [64, 64], 'features_extractor_class': EncoderExtractor, 'share_features_extractor': True,
               'features_extractor_kwargs': dict(encoder='transformer', encoder_params=enc_params, n_features=len(market.feature_names),
                                                 window=market.window)}
-    env = DummyVecEnv([lambda: TradingEnv(m, 'train', 256)])
+    env = TradingVecEnv(m, 1, 'train', 256, seed=0)
     model = YSAC('MlpPolicy', env, buffer_size=5000, learning_starts=1000, batch_size=batch, policy_kwargs=pk, seed=0, device='cpu')
     model.learn(1000)                                           # fills the buffer (no updates before learning_starts)
     t0 = time.perf_counter(); model.train(gradient_steps=n_updates, batch_size=batch)
@@ -112,23 +111,23 @@ def main():
     ap.add_argument('--quick', action='store_true')
     a = ap.parse_args()
     import torch
-    from yooptx.rl.env import TradingEnv, make_market, rollout
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from yooptx.rl.env import TradingEnv, TradingVecEnv, make_market, rollout
     header('rl: yooptx.rl.env steps/s vs gym-anytrading StocksEnv; SAC updates/s (frozen vs fine-tuned transformer)')
     data = make_data(a.n_bars, window=a.window)
     mk = make_market(data, 0, a.window, 'robust')
     print(f"{a.n_bars:,} daily bars, {len(mk.feature_names)} features, window {a.window}: observation {mk.obs_dim} floats; "
           f"{a.steps:,} random steps per call; torch threads {torch.get_num_threads()}")
     env = TradingEnv(mk, 'train', episode_length=1000)
-    venv = DummyVecEnv([lambda: TradingEnv(mk, 'train', episode_length=1000) for _ in range(8)])
-    def vec():
-        venv.reset(); acts = np.random.default_rng(0).uniform(-1, 1, (a.steps // 8, 8, 1)).astype(np.float32)
-        for x in acts: venv.step(x)
+    vecs = {k: TradingVecEnv(mk, n_envs=k, episode_length=1000, seed=0) for k in (8, 256)}
+    def vec(k):
+        v = vecs[k]; v.reset(); acts = np.random.default_rng(0).uniform(-1, 1, (a.steps // k, k, 1)).astype(np.float32)
+        for x in acts: v.step(x)
         return a.steps
     data16 = make_data(a.n_bars // 16 * 2, n_symbols=16, window=a.window)   # 16 symbols: one rollout lane each
     mk16 = make_market(data16, 0, a.window, 'robust')
     n16 = int((mk16.blocks['train'][:, 1] - mk16.blocks['train'][:, 0] + 1).sum())
-    fns = {'yooptx env': lambda: ours_steps(env, a.steps), 'yooptx DummyVecEnv x8': vec,
+    fns = {'yooptx env': lambda: ours_steps(env, a.steps), 'yooptx TradingVecEnv x8': lambda: vec(8),
+           'yooptx TradingVecEnv x256': lambda: vec(256),
            'yooptx rollout x16 lanes': lambda: (rollout(mk16, 'train', lambda o: np.zeros(len(o))), n16)[1]}
     gat, tmp = None, tempfile.TemporaryDirectory()
     if Path(a.anytrading_python).exists():
@@ -143,6 +142,7 @@ def main():
         print(f"gym-anytrading observation {gat.info['obs']} (its own timing inside the worker: median "
               f"{a.steps / sorted(gat.inner)[len(gat.inner) // 2]:,.0f} steps/s)")
         med = summarize('steps/s ratio yooptx env / gym-anytrading', r.ratio('gym-anytrading', 'yooptx env'), r.loads)
+        vmed = summarize('steps/s ratio yooptx TradingVecEnv (256 lanes) / gym-anytrading', r.ratio('gym-anytrading', 'yooptx TradingVecEnv x256'), r.loads)
         summarize('steps/s ratio yooptx rollout (16 lanes) / gym-anytrading',
                   [n16 / a.steps * x for x in r.ratio('gym-anytrading', 'yooptx rollout x16 lanes')], r.loads)
         gat.close()
@@ -150,7 +150,8 @@ def main():
     for mode in ('frozen', 'finetune'):
         print(f"SAC updates/s, {mode} transformer (d_model 32, 2 layers, batch 256, CPU): {sac_updates(mk, mode, a.updates):,.1f}", flush=True)
     print()
-    if gat: verdict(Target('env steps/s vs gym-anytrading (single env)', med, '>=', TARGET))
+    if gat: verdict(Target('env steps/s vs gym-anytrading (single env)', med, '>=', TARGET),
+                    Target('vectorized env steps/s (256 lanes) vs gym-anytrading', vmed, '>=', TARGET))
     else: verdict(Target('env steps/s vs gym-anytrading', None, '>=', TARGET,
                          note=f"gym-anytrading not found at {a.anytrading_python!r} (python3 -m venv /tmp/gat_venv && /tmp/gat_venv/bin/pip install gym-anytrading)"))
 

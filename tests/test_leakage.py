@@ -203,3 +203,28 @@ def test_exog_needs_the_bars_calendar(pipe):
     from yooptx.features import FeatureError
     with pytest.raises(FeatureError, match="pass build\\(..., calendar='XNYS'\\)"):
         build(pipe['bars'], names=['vix_level'], exog=pipe['kw']['exog'], freq='1D')
+
+
+def test_rl_agent_never_reads_beyond_its_training_and_validation_spans():
+    """An agent trained on fold 0 is the same agent (same weights, same validation history) when every bar after the
+    fold's validation span is replaced by another market: training episodes stay inside the training blocks, and the
+    checkpoint choice reads validation blocks only."""
+    import torch
+    from yooptx.config import RLSpec, load_config
+    from yooptx.experiment import prepare
+    from yooptx.rl.agent import train_agent
+    from yooptx.rl.env import make_market
+    cfg = load_config({'features': {'preset': 'minimal'}, 'splits': {'n_folds': 2, 'val_fraction': 0.25, 'embargo': 2}})
+    a = planted_signal(700, n_symbols=1, seed=2, sharpe=3.0)
+    d0 = prepare(cfg, bars=a, calendar='XNYS')
+    cut = int(d0.folds[0].val.max()) + 2          # the validation span's last row, and the bar that marks its last return
+    b = pl.concat([a.head(cut + 1), random_walk(700, n_symbols=1, seed=9).with_columns(symbol=pl.lit(a['symbol'][0]),
+                                                                                        timestamp=a['timestamp']).slice(cut + 1)])
+    d1 = prepare(cfg, bars=b, calendar='XNYS')
+    assert not d0.bars['close'].equals(d1.bars['close'])
+    spec = RLSpec(total_timesteps=300, learning_starts=100, batch_size=32, eval_every=100, episode_length=50, net_arch=[8])
+    enc = {'encoder': 'manual', 'encoder_params': {'d_model': 4, 'hidden': 8, 'n_layers': 1}}
+    ag = [train_agent(make_market(d, 0, 4, 'zscore'), spec, 0, enc) for d in (d0, d1)]
+    assert ag[0].meta['history'] == ag[1].meta['history']
+    for p, q in zip(ag[0].model.policy.state_dict().values(), ag[1].model.policy.state_dict().values()):
+        assert torch.equal(p, q)

@@ -321,7 +321,8 @@ def test_html_render_is_offline(env, tmp_path):
 
 def test_committed_report_notebooks_are_clean():
     import papermill as pm
-    want = {'train': {'config', 'encoder', 'seed', 'epochs', 'folds', 'run_dir'}, 'walk_forward': {'run_dir'}, 'go_no_go': {'run_dir'}}
+    want = {'train': {'config', 'encoder', 'seed', 'epochs', 'folds', 'run_dir'}, 'walk_forward': {'run_dir'}, 'go_no_go': {'run_dir'},
+            'rl': {'config', 'encoder', 'mode', 'dataset', 'timesteps', 'seed', 'run_dir'}}
     for name, params in want.items():
         path = REPO / 'reports' / f'{name}.ipynb'
         nb = json.loads(path.read_text())
@@ -333,7 +334,8 @@ def test_committed_report_notebooks_are_clean():
         # no logic of their own: no def / class / loops / imports other than the view modules (yooptx.views, yooptx.trainviews)
         code = '\n'.join(l.split('#')[0] for c in nb['cells'] if c['cell_type'] == 'code' for l in ''.join(c['source']).splitlines())
         for bad in ('def ', 'class ', 'for ', 'while ', 'lambda'): assert bad not in code, (name, bad)
-        assert [l for l in code.splitlines() if l.startswith(('import', 'from'))] == [f"from yooptx.reporting import {'trainviews, ' if name == 'train' else ''}views"]
+        mods = {'train': 'trainviews, views', 'rl': 'rlviews as R, views'}.get(name, 'views')
+        assert [l for l in code.splitlines() if l.startswith(('import', 'from'))] == [f"from yooptx.reporting import {mods}"]
 
 
 def test_ic_figure_cross_sectional():

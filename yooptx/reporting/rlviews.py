@@ -54,7 +54,8 @@ def rl_config(config: str = 'intraday_15m', encoder: str = 'transformer', mode: 
 def rl_run(config: str = 'intraday_15m', encoder: str = 'transformer', mode: str = 'frozen', dataset: str = '',
            timesteps: int = 4000, seed: int = 0, run_dir='', progress: bool = False) -> RLRun:
     "Train a bake-off with one agent into a new run folder (or reopen `run_dir`, whose agent named sac_<encoder> is shown)."
-    if run_dir not in ('', None):
+    # a folder without config.yaml (the one `yooptx run rl` makes for a new run) is where a new run goes
+    if run_dir not in ('', None) and (Path(run_dir).expanduser() / 'config.yaml').exists():
         p = resolve_run(run_dir)
         cfg = read_run_config(p)
         agents = [n for n, s in cfg.rl.items() if s.enabled]
@@ -67,7 +68,7 @@ def rl_run(config: str = 'intraday_15m', encoder: str = 'transformer', mode: str
     cfg, name = rl_config(config, encoder, mode, dataset, timesteps, seed)
     from yooptx.experiments.bakeoff import bakeoff
     from yooptx.gate import evaluate
-    p = bakeoff(cfg, progress=progress)
+    p = bakeoff(cfg, run_dir=run_dir or None, progress=progress)
     evaluate(p)
     return RLRun(p, name, views.load_run(p))
 

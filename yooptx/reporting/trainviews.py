@@ -72,7 +72,8 @@ def train_encoder(config: str = 'demo',      # packaged config name or YAML path
     from yooptx.experiment import prepare
     from yooptx.training.driver import fit, plan
     fl = parse_folds(folds)
-    if run_dir not in ('', None):
+    # a folder without config.yaml (the one `yooptx run train` makes for a new run) is where a new run goes
+    if run_dir not in ('', None) and (Path(run_dir).expanduser() / 'config.yaml').exists():
         path = resolve_run(run_dir)
         cfg = read_run_config(path)
         _check_encoder(cfg, encoder, f"run {path.name}'s config")
@@ -95,7 +96,7 @@ def train_encoder(config: str = 'demo',      # packaged config name or YAML path
         _check_encoder(cfg, encoder, f"config {config!r}")
         data = prepare(cfg)
         _check_folds(fl, data)
-        path = fit(cfg, data=data, encoders=[encoder], folds=fl, progress=progress)
+        path = fit(cfg, data=data, run_dir=run_dir or None, encoders=[encoder], folds=fl, progress=progress)
         seeds = [int(seed)]
     return TrainedEncoder(Path(path), cfg, data, encoder, fl or [f.fold for f in data.folds], seeds)
 

@@ -17,7 +17,7 @@ from ..config import ExperimentConfig, RLSpec, from_dict, to_dict
 from ..metrics import trading_scores
 from ..predictions import params_hash, validate_predictions
 from ..runs import Ledger, trial_id, trial_row, utc_now
-from .env import Market, RLError, TradingEnv, make_market, rollout
+from .env import Market, RLError, TradingEnv, TradingVecEnv, make_market, rollout
 
 # %% auto #0
 __all__ = ['log', 'EncoderExtractor', 'YSAC', 'RLAgent', 'load_agent', 'check_features', 'embed', 'train_agent', 'rl_points',
@@ -27,9 +27,7 @@ __all__ = ['log', 'EncoderExtractor', 'YSAC', 'RLAgent', 'load_agent', 'check_fe
 try:
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-    from stable_baselines3.common.vec_env import DummyVecEnv
 except ImportError as e:                       # an extra: say how to get it
     raise UserError(f"RL agents need stable-baselines3 and gymnasium ({e.name} is missing): pip install 'yooptx[rl]' "
                     f"(in a clone: pip install -e '.[rl]' -c constraints.txt; make test installs it)") from None
@@ -193,8 +191,7 @@ def train_agent(market: Market,                 # the fold's market (windows or 
     "Train SAC on `market`'s training blocks; keep the weights with the best validation Sharpe."
     spec.validate('rl')
     seed_everything(seed)
-    envs = make_vec_env(lambda: TradingEnv(market, 'train', spec.episode_length, spec.reward, spec.eta, spec.warmup),
-                        n_envs=spec.n_envs, seed=seed, vec_env_cls=DummyVecEnv)
+    envs = TradingVecEnv(market, spec.n_envs, 'train', spec.episode_length, spec.reward, spec.eta, spec.warmup, seed=seed)
     pk: dict[str, Any] = {'net_arch': list(spec.net_arch)}
     if market.embeddings is None:
         if encoder is None: raise RLError("an agent on feature windows needs an encoder: {'encoder': name, 'encoder_params': {...}}")
@@ -202,7 +199,7 @@ def train_agent(market: Market,                 # the fold's market (windows or 
                   features_extractor_kwargs=dict(encoder=encoder['encoder'], encoder_params=dict(encoder.get('encoder_params') or {}),
                                                  n_features=market.values.shape[1], window=market.window))
     model = YSAC('MlpPolicy', envs, encoder_lr_scale=spec.encoder_lr_scale, learning_rate=spec.learning_rate, buffer_size=spec.buffer_size, learning_starts=spec.learning_starts,
-                 batch_size=spec.batch_size, tau=spec.tau, gamma=spec.gamma, ent_coef='auto' if spec.ent_coef is None else spec.ent_coef,
+                 batch_size=spec.batch_size, gradient_steps=-1, tau=spec.tau, gamma=spec.gamma, ent_coef='auto' if spec.ent_coef is None else spec.ent_coef,
                  policy_kwargs=pk, seed=seed, device='cpu' if not torch.cuda.is_available() else 'auto', verbose=0,
                  tensorboard_log=None if log_dir is None else str(log_dir))
     if market.embeddings is None and encoder.get('state_dict') is not None:     # finetune: start from the supervised weights

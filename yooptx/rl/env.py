@@ -5,7 +5,7 @@
 # %% ../../nbs/rl/70_env.ipynb #8345d0d0
 from __future__ import annotations
 import math
-from collections import deque
+import time
 from ..core import UserError
 from dataclasses import dataclass, field
 import numpy as np
@@ -13,13 +13,15 @@ import polars as pl
 try:
     import gymnasium as gym
     from gymnasium import spaces
+    from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 except ImportError:                            # an extra: say how to get it
-    raise UserError("the RL environment needs gymnasium: pip install 'yooptx[rl]' (in a clone: pip install -e '.[rl]' -c constraints.txt)") from None
+    raise UserError("the RL environment needs gymnasium and stable-baselines3: pip install 'yooptx[rl]' (in a clone: pip install -e '.[rl]' -c constraints.txt)") from None
 from ..execution import Execution
 from ..metrics import sharpe_ratio
 
 # %% auto #0
-__all__ = ['REWARDS', 'DifferentialSharpe', 'RLError', 'Market', 'make_market', 'TradingEnv', 'Rollout', 'rollout']
+__all__ = ['REWARDS', 'DifferentialSharpe', 'RLError', 'Market', 'make_market', 'Lanes', 'TradingEnv', 'TradingVecEnv', 'Rollout',
+           'rollout']
 
 # %% ../../nbs/rl/70_env.ipynb #771f7e0e
 class DifferentialSharpe:
@@ -37,6 +39,14 @@ class DifferentialSharpe:
         w = np.where(np.isfinite(w), w, 0.0)
         self.A, self.v = w.mean(1), w.var(1)
         self.min_var = np.maximum(self.floor * self.v, 1e-18)
+        return self
+
+    def reset_lanes(self, idx: np.ndarray, warms: list) -> 'DifferentialSharpe':
+        "Restart streams `idx` from their own warm-up returns (one array each); the others keep their moments."
+        for i, w in zip(np.asarray(idx).tolist(), warms):
+            w = np.asarray(w, np.float64); w = w[np.isfinite(w)]
+            a, v = (float(w.mean()), float(w.var())) if w.size else (0.0, 0.0)
+            self.A[i], self.v[i], self.min_var[i] = a, v, max(self.floor * v, 1e-18)
         return self
 
     @property
@@ -153,6 +163,106 @@ def make_market(data,                       # ExperimentData
 # %% ../../nbs/rl/70_env.ipynb #20769980
 REWARDS = ('dsr', 'pnl', 'log')
 
+class Lanes:
+    "K episodes on a Market stepped together: the state and arithmetic behind `TradingEnv`, `TradingVecEnv` and `rollout`."
+    def __init__(self, market: Market, k: int = 1, split: str = 'train', episode_length: int = 256, reward: str = 'dsr',
+                 eta: float = 0.01, warmup: int = 64, long_only: bool | None = None):
+        if reward not in REWARDS: raise RLError(f"reward={reward!r}: expected one of {', '.join(REWARDS)}")
+        if split not in market.blocks: raise RLError(f"split={split!r}: expected one of {', '.join(market.blocks)}")
+        if not len(market.blocks[split]): raise RLError(f"fold {market.fold} has no {split} rows")
+        if episode_length < 1: raise RLError(f"episode_length={episode_length}: expected >= 1")
+        self.m, self.ex, self.K, self.split = market, market.ex, int(k), split
+        self.episode_length, self.reward, self.warmup = int(episode_length), reward, int(warmup)
+        self.long_only = self.ex.config.long_only if long_only is None else bool(long_only)
+        self.low = 0.0 if self.long_only else -1.0
+        b = market.blocks[split]
+        self.p = (b[:, 1] - b[:, 0] + 1).astype(np.float64); self.p /= self.p.sum()
+        K, lag = self.K, self.ex.lag
+        self.t, self.end, self.last = (np.zeros(K, np.int64) for _ in range(3))
+        self.prev, self.scale, self.equity, self.ret = np.zeros(K), np.ones(K), np.ones(K), np.zeros(K)
+        self.length = np.zeros(K, np.int64)
+        self.queue = np.zeros((K, lag - 1))                 # targets decided, not yet held (latency)
+        self.book = self.ex.start(K)
+        self.dsr = DifferentialSharpe(eta).reset(np.zeros((K, 2)))
+        self.obs = np.empty((K, market.obs_dim), np.float32)
+        self.n_clipped = 0
+
+    def start(self, idx, blocks, starts=None, lengths=None, rng=None):
+        "(Re)start lanes `idx` on `blocks`: at `starts` (evaluation: decisions to the block's end, or `lengths` of them), else at random starts (training)."
+        idx = np.asarray(idx, np.int64)
+        bl = self.m.blocks[self.split]
+        lag, ends = self.ex.lag, self.ex.ends
+        for n, (i, k) in enumerate(zip(idx.tolist(), np.asarray(blocks).tolist())):
+            lo, hi = (int(x) for x in bl[k])
+            sym_end = int(ends[self.ex.panel.code[lo]]) - 1
+            if starts is None:                       # training: random start; every fill inside the block
+                ln = min(self.episode_length, max(1, hi - lo + 1 - lag))
+                st = lo + int(rng.integers(0, max(1, hi - lag - ln - lo + 2)))
+                en = st + ln - 1; la = min(en + lag, hi, sym_end)
+            else:                                    # evaluation: fills to the backtester's window end
+                st = int(starts[n])
+                if not lo <= st <= hi: raise RLError(f"start row {st} is outside block {k} ({lo}..{hi})")
+                en = hi if lengths is None or lengths[n] is None else min(hi, st + int(lengths[n]) - 1)
+                la = min(en + lag, sym_end)
+            self.t[i], self.end[i], self.last[i] = st, en, la
+        for f in ('w', 'target'): getattr(self.book, f)[idx] = 0.0
+        for f in ('equity', 'equity_nc'): getattr(self.book, f)[idx] = 1.0
+        self.book.started[idx] = False; self.book.alive[idx] = True
+        self.queue[idx] = 0.0; self.prev[idx] = 0.0; self.equity[idx] = 1.0; self.ret[idx] = 0.0; self.length[idx] = 0
+        warms = [self.m.market_returns(int(self.t[i]), self.warmup) for i in idx.tolist()]
+        self.dsr.reset_lanes(idx, warms)
+        self.scale[idx] = [float(np.std(w)) if w.size >= 2 and np.std(w) > 0 else 1.0 for w in warms]
+        return self.m.observe(self.t[idx], self.prev[idx])
+
+    def draw(self, idx, rng) -> np.ndarray:
+        "Restart lanes `idx` on random training blocks and starts; their observations."
+        idx = np.asarray(idx, np.int64)
+        return self.start(idx, rng.choice(len(self.p), size=idx.size, p=self.p), rng=rng)
+
+    def _bars(self, idx, rows, held, close) -> dict:
+        "One `Execution.step` on lanes `idx` (all lanes: no copies)."
+        if idx.size == self.K: return self.ex.step(self.book, rows, held, close)
+        f = ('w', 'target', 'equity', 'equity_nc', 'started', 'alive')
+        sub = type(self.book)(*(getattr(self.book, x)[idx] for x in f))
+        out = self.ex.step(sub, rows, held, close)
+        for x in f: getattr(self.book, x)[idx] = getattr(sub, x)
+        return out
+
+    def step(self, action, record: list | None = None):
+        "Every lane decides `action` (K,) at its row t: (observations, rewards, terminated, truncated, net returns)."
+        a = np.asarray(action, np.float64).reshape(-1)
+        if a.size != self.K: raise RLError(f"action: expected {self.K} target position(s), got shape {np.shape(action)}")
+        bad = ~np.isfinite(a) | (a < self.low) | (a > 1.0)
+        self.n_clipped += int(bad.sum())
+        a = np.clip(np.where(np.isfinite(a), a, 0.0), self.low, 1.0)
+        if self.queue.shape[1]:
+            held = self.queue[:, 0].copy(); self.queue = np.concatenate([self.queue[:, 1:], a[:, None]], 1)
+        else: held = a
+        j = self.t + 1
+        net = np.zeros(self.K)
+        go = np.flatnonzero(j <= self.last)          # this decision's bar (none when t is the symbol's last bar)
+        if go.size:
+            out = self._bars(go, j[go], held[go], j[go] == self.last[go])
+            net[go] = out['net']
+            if record is not None: record.append((j[go], out))
+        ending = np.flatnonzero((self.t == self.end) & (j < self.last))   # latency: the pending fills, then the close
+        for k in range(1, self.ex.lag):
+            ii = ending[j[ending] + k <= self.last[ending]]
+            if not ii.size: break
+            rows = j[ii] + k
+            out = self._bars(ii, rows, self.queue[ii, k - 1] if k - 1 < self.queue.shape[1] else np.zeros(ii.size), rows == self.last[ii])
+            net[ii] = (1 + net[ii]) * (1 + out['net']) - 1
+            if record is not None: record.append((rows, out))
+        self.equity *= 1 + net
+        if self.reward == 'dsr': r = self.dsr(net)
+        elif self.reward == 'pnl': r = net / self.scale
+        else: r = np.log(np.maximum(1 + net, 1e-12)) / self.scale
+        self.prev = a; self.ret += r; self.length += 1
+        terminated = ~self.book.alive
+        truncated = ((self.t >= self.end) | (j >= self.last)) & ~terminated
+        self.t = self.t + 1
+        return self.m.observe(np.minimum(self.t, self.end), self.prev, self.obs), r, terminated, truncated, net
+
 class TradingEnv(gym.Env):
     "gymnasium environment: target positions on one block of a fold's split, filled by the backtester's execution, rewarded by the DSR of net returns."
     metadata = {'render_modes': []}
@@ -165,82 +275,72 @@ class TradingEnv(gym.Env):
                  warmup: int = 64,              # bars of past market returns the reward statistics start from
                  long_only: bool | None = None):# None: the backtest config's long_only
         super().__init__()
-        if reward not in REWARDS: raise RLError(f"reward={reward!r}: expected one of {', '.join(REWARDS)}")
-        if split not in market.blocks: raise RLError(f"split={split!r}: expected one of {', '.join(market.blocks)}")
-        if not len(market.blocks[split]): raise RLError(f"fold {market.fold} has no {split} rows")
-        if episode_length < 1: raise RLError(f"episode_length={episode_length}: expected >= 1")
-        self.market, self.split, self.episode_length, self.reward_kind = market, split, int(episode_length), reward
-        self.eta, self.warmup = float(eta), int(warmup)
-        self.long_only = market.ex.config.long_only if long_only is None else bool(long_only)
+        self.lanes = Lanes(market, 1, split, episode_length, reward, eta, warmup, long_only)
+        self.market, self.split = market, split
         big = float(np.finfo(np.float32).max)            # finite bounds: normalized features are finite (BarPanel zeroes the rest)
         self.observation_space = spaces.Box(-big, big, (market.obs_dim,), np.float32)
-        self.action_space = spaces.Box(0.0 if self.long_only else -1.0, 1.0, (1,), np.float32)
-        b = market.blocks[split]
-        self._w = (b[:, 1] - b[:, 0] + 1).astype(np.float64); self._w /= self._w.sum()
-        self.n_clipped, self._obs = 0, np.empty((1, market.obs_dim), np.float32)
-        self.t = self.end = self.last = None
+        self.action_space = spaces.Box(self.lanes.low, 1.0, (1,), np.float32)
 
-    def _start(self, block: int, start: int | None, length: int | None):
-        lo, hi = (int(x) for x in self.market.blocks[self.split][block])
-        sym_end = int(self.market.ex.ends[self.market.ex.panel.code[lo]]) - 1
-        lag = self.market.ex.lag
-        if start is None:                        # training: random start; every fill inside the block
-            n = min(self.episode_length, max(1, hi - lo + 1 - lag))
-            start = lo + int(self.np_random.integers(0, max(1, hi - lag - n - lo + 2)))
-            end = start + n - 1; self.last = min(end + lag, hi, sym_end)
-        else:                                    # evaluation: decisions start .. end, fills to the backtester's window end
-            if not lo <= start <= hi: raise RLError(f"start row {start} is outside block {block} ({lo}..{hi})")
-            end = hi if length is None else min(hi, start + int(length) - 1)
-            self.last = min(end + lag, sym_end)
-        self.t, self.end = int(start), int(end)
+    @property
+    def n_clipped(self) -> int: return self.lanes.n_clipped
+    @property
+    def t(self) -> int: return int(self.lanes.t[0])
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         o = options or {}
-        block = int(o['block']) if 'block' in o else int(self.np_random.choice(len(self._w), p=self._w))
-        self._start(block, o.get('start'), o.get('length'))
-        self.book = self.market.ex.start(1)
-        self.queue = deque([0.0] * (self.market.ex.lag - 1))
-        self.prev = 0.0
-        warm = self.market.market_returns(self.t, self.warmup)
-        warm = warm if warm.size >= 2 else np.zeros(2)
-        self.scale = float(np.std(warm)) or 1.0
-        self.dsr = DifferentialSharpe(self.eta).reset(warm)
-        self.equity, self.n_steps = 1.0, 0
-        return self.market.observe([self.t], self.prev, self._obs)[0].copy(), {'row': self.t}
-
-    def _bar(self, j: int, target: float) -> dict:
-        return self.market.ex.step(self.book, np.array([j]), np.array([target]), close=j == self.last)
+        if 'block' in o: obs = self.lanes.start([0], [int(o['block'])], [o.get('start', self.market.blocks[self.split][int(o['block']), 0])], [o.get('length')])
+        else: obs = self.lanes.draw([0], self.np_random)
+        return obs[0].copy(), {'row': self.t}
 
     def step(self, action):
-        a = np.asarray(action, np.float64).reshape(-1)
-        if a.size != 1: raise RLError(f"action: expected one target position, got shape {np.shape(action)}")
-        x = float(a[0]) if math.isfinite(a[0]) else 0.0
-        lo, hi = float(self.action_space.low[0]), float(self.action_space.high[0])
-        if not lo <= x <= hi or not math.isfinite(a[0]): self.n_clipped += 1
-        x = min(max(x, lo), hi)
-        self.queue.append(x); held = self.queue.popleft()
-        net, bars = 0.0, []
-        j = self.t + 1
-        if j <= self.last:                                     # this decision's bar (none when t is the symbol's last bar)
-            bars.append(self._bar(j, held))
-            if self.t == self.end:                             # the last decision: the pending fills and the close
-                for k in range(j + 1, self.last + 1): bars.append(self._bar(k, self.queue.popleft() if self.queue else 0.0))
-        for b in bars: net = (1 + net) * (1 + float(b['net'][0])) - 1
-        self.equity *= 1 + net
-        if self.reward_kind == 'dsr': r = float(self.dsr(net)[0])
-        elif self.reward_kind == 'pnl': r = net / self.scale
-        else: r = math.log(max(1 + net, 1e-12)) / self.scale
-        self.prev, self.n_steps = x, self.n_steps + 1
-        ruined = not bool(self.book.alive[0])
-        truncated = self.t >= self.end or j >= self.last
-        info = {'row': self.t, 'net': net, 'position': x, 'equity': self.equity, 'n_clipped': self.n_clipped,
-                'bars': [dict((k, float(v[0])) for k, v in b.items()) for b in bars]}
-        self.t += 1
-        obs = self.market.observe([min(self.t, self.end)], self.prev, self._obs)[0].copy()
-        return obs, r, ruined, truncated and not ruined, info
+        rec = []
+        row = self.t
+        obs, r, term, trunc, net = self.lanes.step(np.asarray(action, np.float64).reshape(-1), rec)
+        info = {'row': row, 'net': float(net[0]), 'position': float(self.lanes.prev[0]), 'equity': float(self.lanes.equity[0]),
+                'n_clipped': self.n_clipped, 'bars': [{k: float(v[0]) for k, v in out.items()} for _, out in rec]}
+        return obs[0].copy(), float(r[0]), bool(term[0]), bool(trunc[0]), info
 
-# %% ../../nbs/rl/70_env.ipynb #efc48f9d
+# %% ../../nbs/rl/70_env.ipynb #23ef7db3
+class TradingVecEnv(VecEnv):
+    "SB3 VecEnv of K training episodes stepped together (`Lanes`); a finished lane restarts at once (its last observation in `terminal_observation`)."
+    def __init__(self, market: Market, n_envs: int = 16, split: str = 'train', episode_length: int = 256, reward: str = 'dsr',
+                 eta: float = 0.01, warmup: int = 64, long_only: bool | None = None, seed: int | None = None):
+        self.lanes = Lanes(market, n_envs, split, episode_length, reward, eta, warmup, long_only)
+        big = float(np.finfo(np.float32).max)
+        super().__init__(n_envs, spaces.Box(-big, big, (market.obs_dim,), np.float32), spaces.Box(self.lanes.low, 1.0, (1,), np.float32))
+        self.rng, self.actions = np.random.default_rng(seed), None
+        self.t0 = time.perf_counter()
+
+    def reset(self):
+        if self._seeds[0] is not None: self.rng = np.random.default_rng(self._seeds[0])
+        self._reset_seeds()
+        return self.lanes.draw(np.arange(self.num_envs), self.rng).copy()
+
+    def step_async(self, actions: np.ndarray) -> None: self.actions = actions
+
+    def step_wait(self):
+        L = self.lanes
+        obs, r, term, trunc, net = L.step(np.asarray(self.actions, np.float64).reshape(-1))
+        obs = obs.copy()
+        done = term | trunc
+        infos = [{} for _ in range(self.num_envs)]
+        if done.any():
+            idx = np.flatnonzero(done)
+            for i in idx.tolist():
+                infos[i] = {'terminal_observation': obs[i].copy(), 'TimeLimit.truncated': bool(trunc[i]),
+                            'episode': {'r': float(L.ret[i]), 'l': int(L.length[i]), 't': round(time.perf_counter() - self.t0, 6)}}
+            obs[idx] = L.draw(idx, self.rng)
+        return obs, r.astype(np.float32), done, infos
+
+    def close(self) -> None: pass
+    def get_attr(self, attr_name, indices=None): return [getattr(self.lanes, attr_name)] * len(list(self._get_indices(indices)))
+    def set_attr(self, attr_name, value, indices=None): setattr(self.lanes, attr_name, value)
+    def env_method(self, method_name, *args, indices=None, **kwargs):
+        raise RLError(f"TradingVecEnv has no per-environment method {method_name!r}: its lanes share one numpy state")
+    def env_is_wrapped(self, wrapper_class, indices=None): return [False] * len(list(self._get_indices(indices)))
+
+# %% ../../nbs/rl/70_env.ipynb #0833f47b
 @dataclass
 class Rollout:
     "A policy's deterministic pass over a split: its decisions and the per-bar net returns of its blocks."
@@ -252,47 +352,31 @@ class Rollout:
         r = self.bars.group_by('timestamp').agg(pl.col('net').mean()).sort('timestamp')['net'].to_numpy()
         return sharpe_ratio(r, flat=0.0) * math.sqrt(periods_per_year)
 
-def rollout(market: Market, split: str, act, long_only: bool | None = None, batch: int = 4096) -> Rollout:
-    "Run `act(obs (K, D) float32) -> targets (K,)` over every block of `split`, all blocks in lock step."
-    ex = market.ex
-    lo_only = ex.config.long_only if long_only is None else long_only
+def rollout(market: Market, split: str, act, long_only: bool | None = None) -> Rollout:
+    "Run `act(obs (K, D) float32) -> targets (K,)` over every block of `split`, all blocks in lock step (one lane each)."
     b = market.blocks[split]
     if not len(b): raise RLError(f"fold {market.fold} has no {split} rows")
-    K, lag = len(b), ex.lag
-    lo, hi = b[:, 0].astype(np.int64), b[:, 1].astype(np.int64)
-    last = np.minimum(hi + lag, ex.ends[ex.panel.code[lo]] - 1)
-    book, prev = ex.start(K), np.zeros(K)
-    hist = np.zeros((K, lag))                       # hist[:, 0] is the target held over the next bar
-    drows, dpos, brow, bout = [], [], [], {k: [] for k in ('net', 'gross', 'cost', 'turnover', 'position')}
-    n_steps = int((last - lo).max()) + 1
-    for s in range(n_steps):
-        t = lo + s
-        dec = t <= hi                               # lanes still deciding
-        if dec.any():
-            idx = np.flatnonzero(dec)
-            a = np.empty(idx.size)
-            for c in range(0, idx.size, batch):
-                ii = idx[c:c + batch]
-                a[c - 0:c + ii.size] = np.asarray(act(market.observe(t[ii], prev[ii])), np.float64).reshape(-1)
-            a = np.clip(np.where(np.isfinite(a), a, 0.0), 0.0 if lo_only else -1.0, 1.0)
-            a = ex.cap(a)
-            drows.append(t[idx]); dpos.append(a); prev[idx] = a
-        nxt = np.where(dec, prev, 0.0)
-        hist = np.concatenate([hist[:, 1:], nxt[:, None]], 1) if lag > 1 else nxt[:, None]
-        j = t + 1
-        go = j <= last
-        if go.any():
-            idx = np.flatnonzero(go)
-            sub = type(book)(*(getattr(book, f)[idx] for f in ('w', 'target', 'equity', 'equity_nc', 'started', 'alive')))
-            held = hist[idx, 0] if lag == 1 else hist[idx, 0]
-            out = ex.step(sub, j[idx], held, close=j[idx] == last[idx])
-            for f in ('w', 'target', 'equity', 'equity_nc', 'started', 'alive'): getattr(book, f)[idx] = getattr(sub, f)
-            brow.append(j[idx])
-            for k in bout: bout[k].append(out[k])
+    L = Lanes(market, len(b), split, long_only=long_only)
+    obs = L.start(np.arange(len(b)), np.arange(len(b)), b[:, 0]).copy()
+    alive = np.ones(len(b), bool)
+    drows, dpos, rec = [], [], []
+    while alive.any():
+        a = np.zeros(L.K)
+        ii = np.flatnonzero(alive)
+        a[ii] = np.asarray(act(obs[ii]), np.float64).reshape(-1)
+        a = np.where(alive, a, L.prev)                 # finished lanes repeat their target: no fill, no bar (t > last)
+        drows.append(L.t[ii].copy())
+        step = []
+        obs, _, term, trunc, _ = L.step(a, step)
+        dpos.append(L.prev[ii].copy())
+        rec += [(rows, out) for rows, out in step]
+        alive &= ~term & (L.t <= L.end)              # every row of the block gets a decision (the last one may never fill)
     r = np.concatenate(drows); o = np.argsort(r, kind='stable')
+    pos = market.ex.cap(np.concatenate(dpos))
     decisions = pl.DataFrame({'row': r[o], 'timestamp': market.timestamp.gather(r[o]), 'symbol': market.symbol.gather(r[o]),
-                              'position': np.concatenate(dpos)[o]})
-    br = np.concatenate(brow) if brow else np.zeros(0, np.int64); o = np.argsort(br, kind='stable')
+                              'position': pos[o]})
+    br = np.concatenate([x for x, _ in rec]) if rec else np.zeros(0, np.int64); o = np.argsort(br, kind='stable')
+    cols = ('net', 'gross', 'cost', 'turnover', 'position')
     bars = pl.DataFrame({'row': br[o], 'timestamp': market.timestamp.gather(br[o]), 'symbol': market.symbol.gather(br[o]),
-                         **{k: (np.concatenate(v)[o] if v else np.zeros(0)) for k, v in bout.items()}})
+                         **{k: (np.concatenate([y[k] for _, y in rec])[o] if rec else np.zeros(0)) for k in cols}})
     return Rollout(decisions, bars)
