@@ -21,6 +21,7 @@ AGENT = dict(total_timesteps=600, learning_starts=200, batch_size=64, eval_every
 CFG = {'encoders': {'manual': {'params': {'d_model': 8, 'hidden': 16, 'window': 16, 'batch_size': 256}}},
        'rl': {'sac_manual': {'encoder': 'manual', 'mode': 'frozen', **AGENT},
               'sac_scratch': {'encoder': 'cnn', 'mode': 'scratch', 'window': 16, 'encoder_params': {'d_model': 8, 'n_layers': 1}, **AGENT}},
+       'ensembles': {'mix': {'members': ['manual', 'sac_manual']}},       # an agent can be an ensemble member too
        'baselines': ['buy_hold', 'momentum'], 'seeds': [0], 'splits': {'n_folds': 2}, 'budget': {'max_epochs': 1}}
 
 
@@ -42,8 +43,10 @@ def test_agents_are_trials_judged_by_the_same_gate(rl_run):
     bt = pl.read_parquet(run / 'backtest.parquet')
     assert {'sac_manual', 'sac_scratch'} <= set(bt['encoder'].unique().to_list())
     v = evaluate(run)
-    # every non-baseline configuration counts: 1 encoder config + 2 agent configs
-    assert v['n_trials'] == 3
+    assert 'ensemble:mix' in sel['families']
+    # every non-baseline configuration counts: 1 encoder config + 2 agent configs + the ensemble
+    assert v['n_trials'] == 4
+    assert set(v['agents']) == {'sac_manual', 'sac_scratch'} and 'RL agents under the same checks: sac_manual' in v['sentence']
     va = evaluate(run, write=False, family='sac_manual')
     assert va['candidate'] == 'sac_manual' and {c['name'] for c in va['checks']} == {c['name'] for c in v['checks']}
     with pytest.raises(Exception, match="family 'nope' has no selected configuration"): evaluate(run, write=False, family='nope')

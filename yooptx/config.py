@@ -382,10 +382,11 @@ class ExperimentConfig:
                     f"baseline_params.{b}: {b!r} is not in the baselines list ({', '.join(self.baselines)})"
                 )
         for n, e in self.ensembles.items():
-            bad = [m for m in e.members if m not in self.encoders]
+            bad = [m for m in e.members if m not in self.encoders and m not in self.rl]
             if bad:
                 raise ConfigError(
                     f"ensembles.{n}.members: {', '.join(bad)} not in the encoders section ({', '.join(self.encoders)})"
+                    + (f" nor the rl section ({', '.join(self.rl)})" if self.rl else '')
                 )
         for n in self.rl:
             if n in self.encoders or n in self.baselines or n.startswith('ensemble:') or n == 'candidate':

@@ -330,8 +330,27 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
         'gate_unchanged': unchanged,
         'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
     }
+    agents = [a for a in sel.get('agents', []) if a in sel.get('families', {})]
+    if family is None and agents:          # the RL agents' own numbers: the seed's question, answered in the verdict
+        out['agents'] = {a: _agent_summary(evaluate(run, write=False, n_boot=n_boot, family=a)) for a in agents}
+        out['sentence'] += ' ' + _agents_sentence(out['agents'])
     if write: atomic_write(run / 'verdict.json', json.dumps(out, indent=1, default=_json_default))
     return out
+
+def _agent_summary(v: dict) -> dict:
+    ck = {c['name']: c for c in v['checks']}
+    g = lambda n, k=None: (ck[n]['details'].get(k) if k else ck[n]['value']) if n in ck else None
+    return {'verdict': v['verdict'], 'net_sharpe': g('net_sharpe_ci', 'estimate'), 'ci_low': g('net_sharpe_ci', 'low'),
+            'dsr': g('deflated_sharpe'), 'dm_p_vs_best_baseline': g('beats_best_baseline'),
+            'failed': [c['name'] for c in v['checks'] if c['passed'] is False]}
+
+def _agents_sentence(ag: dict) -> str:
+    "One sentence on the RL agents: each one's verdict and net Sharpe, and which led."
+    parts = [f"{a} {r['verdict']} (net Sharpe {_f(r['net_sharpe'])}, DM p vs best baseline {_f(r['dm_p_vs_best_baseline'], 3)})"
+             for a, r in ag.items()]
+    ok = {a: r['net_sharpe'] for a, r in ag.items() if r['net_sharpe'] is not None and math.isfinite(r['net_sharpe'])}
+    lead = f"; {max(ok, key=ok.get)} leads the agents out of sample" if len(ok) > 1 else ''
+    return f"RL agents under the same checks: {'; '.join(parts)}{lead}."
 
 def _json_default(o):
     if isinstance(o, (np.floating, np.integer)): return o.item()

@@ -308,6 +308,7 @@ class TradingVecEnv(VecEnv):
                  eta: float = 0.01, warmup: int = 64, long_only: bool | None = None, seed: int | None = None):
         self.lanes = Lanes(market, n_envs, split, episode_length, reward, eta, warmup, long_only)
         big = float(np.finfo(np.float32).max)
+        self.render_mode = None                  # nothing to draw (SB3 warns when it is not set)
         super().__init__(n_envs, spaces.Box(-big, big, (market.obs_dim,), np.float32), spaces.Box(self.lanes.low, 1.0, (1,), np.float32))
         self.rng, self.actions = np.random.default_rng(seed), None
         self.t0 = time.perf_counter()
