@@ -13,7 +13,7 @@ $(STAMP): setup.py settings.ini pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "installing yooptx and its dependencies into $(VENV) (torch pinned by constraints.txt)"
 	$(PIP) --upgrade pip
-	$(PIP) -e ".[dev,rl]"
+	$(PIP) -e ".[dev,rl,track]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,6 +34,9 @@ sync-check: venv
 	  diff <(echo "$$before") <(echo "$$after") | grep '^[<>]' | awk '{print "  " $$3}' | sort -u; \
 	  echo "Run nbdev_export && nbdev_clean, then commit the result."; exit 1; fi; \
 	echo "sync-check: nbdev_export and nbdev_clean are no-ops"
+
+# tests track into MLflow only where they test tracking (into their own temporary store)
+nbtest pytest: export YOOPTX_NO_TRACK := 1
 
 nbtest: venv
 	$(VENV)/bin/nbdev_test --n_workers 2 --do_print

@@ -21,6 +21,9 @@ requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 lab_requirements = ['jupyterlab>=4']
 rl_requirements = ['stable-baselines3>=2.3', 'gymnasium>=0.29']   # yooptx[rl]: SAC agents and their environment
+# yooptx[track]: MLflow tracking and registry on an embedded sqlite store; mlflow-skinny (~35 MB with SQLAlchemy and Alembic)
+# instead of the full mlflow (~850 MB, UI included)
+track_requirements = ['mlflow-skinny>=3.0', 'sqlalchemy>=2.0', 'alembic>=1.10']
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -34,7 +37,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={'yooptx': ['configs/*.yaml']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'lab': lab_requirements, 'rl': rl_requirements},
+    extras_require={'dev': dev_requirements, 'lab': lab_requirements, 'rl': rl_requirements, 'track': track_requirements},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

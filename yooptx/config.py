@@ -16,8 +16,8 @@ from .core import ConfigError, PKG_DIR
 # %% auto #0
 __all__ = ['FREQS', 'DEFAULT_BASELINES', 'LOSSES', 'SIZINGS', 'COST_FIELDS', 'RL_MODES', 'from_dict', 'to_dict', 'DataConfig',
            'FeaturesConfig', 'LabelsConfig', 'SplitsConfig', 'EncoderSpec', 'TrainConfig', 'EnsembleSpec',
-           'CostsConfig', 'BacktestConfig', 'BudgetConfig', 'RLSpec', 'GateConfig', 'ExperimentConfig', 'YamlLoader',
-           'read_yaml', 'apply_override', 'load_config', 'dump_config']
+           'CostsConfig', 'BacktestConfig', 'BudgetConfig', 'RLSpec', 'GateConfig', 'TrackConfig', 'PromotionConfig',
+           'ExperimentConfig', 'YamlLoader', 'read_yaml', 'apply_override', 'load_config', 'dump_config']
 
 # %% ../nbs/00_config.ipynb #233952ec
 def _tname(tp) -> str:
@@ -357,6 +357,19 @@ class GateConfig:
             if not 0 <= v <= 1: raise ConfigError(f"{where}.{k}: must be between 0 and 1, got {v}")
 
 @dataclass
+class TrackConfig:
+    "Mirroring runs into MLflow (the `track` extra): on by default; the run folder stays the source of truth."
+    enabled: bool = True
+    uri: Optional[str] = None         # tracking URI (None: $MLFLOW_TRACKING_URI, else sqlite under $YOOPTX_HOME/mlflow)
+
+@dataclass
+class PromotionConfig:
+    "Pre-registered checks a registered version must pass (besides a GO verdict) to become the champion."
+    min_sharpe_ci_low: Optional[float] = None     # the net Sharpe bootstrap CI's lower bound must reach this (annualized)
+    max_calibration_error: Optional[float] = None # expected calibration error of the test predictions at most this
+    beat_champion: bool = True        # beat the current champion on the same test bars (one-sided Diebold–Mariano at gate.alpha)
+
+@dataclass
 class ExperimentConfig:
     "One experiment: data, features, labels, splits, encoders, train, baselines, costs, backtest, seeds, budget, gate."
     data: DataConfig = field(default_factory=DataConfig)
@@ -374,6 +387,8 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
     def validate(self, where):
         # encoder and baseline *names* are checked when the experiment is planned, against the registries
         for b in self.baseline_params:

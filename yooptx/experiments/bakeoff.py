@@ -21,6 +21,7 @@ from ..runs import Ledger, check_data, run_trial, session, trial_id, utc_now
 from ..models.encoders import encoder_config
 from ..training.driver import plan, resolve_params, stitch_trials
 from .executors import make_executor
+from ..tracking import track_quietly
 from yooptx.experiments.selection import (
     best_config,
     candidate_label,
@@ -269,7 +270,9 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
             run_dir=None,                            # an existing run folder to resume, or where to create one
             jobs: int | None = 1,                    # trials at once (>1: a local process pool); None: one per core when it pays
             threads: int | None = None,              # torch threads per trial; None: the cores the machine's load leaves, shared out
-            progress: bool = True) -> Path:
+            progress: bool = True,
+            track: bool | None = None,               # mirror the run into MLflow (None: config track.enabled, unless $YOOPTX_NO_TRACK)
+            tracking_uri: str | None = None) -> Path:   # MLflow store (None: config track.uri, $MLFLOW_TRACKING_URI, or sqlite under $YOOPTX_HOME)
     "Run (or resume) a bake-off into a run folder; return its path."
     cfg = (
         config
@@ -315,4 +318,5 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
         finally: bar.close()
         sel = assemble(s.path, s.data)
         s.finish(n_trials=len(tasks), n_failed=failed[0], candidate=sel['candidate'])
+    track_quietly(s.path, cfg, tracking_uri, track)     # the driver alone writes to MLflow; a failure is a warning
     return s.path

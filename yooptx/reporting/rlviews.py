@@ -17,8 +17,8 @@ from ..runs import read_run_config, resolve_run
 from . import views
 
 # %% auto #0
-__all__ = ['RLRun', 'rl_config', 'rl_run', 'histories', 'learning_figure', 'test_positions', 'position_histogram',
-           'actions_on_price', 'agent_verdict']
+__all__ = ['RLRun', 'rl_config', 'rl_run', 'histories', 'learning_figure', 'comparison_returns', 'test_positions',
+           'position_histogram', 'actions_on_price', 'agent_verdict']
 
 # %% ../../nbs/reporting/64_rlviews.ipynb #5d360750
 @dataclass
@@ -97,6 +97,10 @@ def learning_figure(h: pl.DataFrame) -> go.Figure:
         fig.add_trace(go.Scatter(x=g['timesteps'], y=g['mean_step_reward'], mode='lines', name=nm, legendgroup=nm, showlegend=False), 1, 2)
     fig.update_xaxes(title='timesteps'); fig.update_layout(height=380, margin=dict(t=40))
     return fig
+
+def comparison_returns(r: RLRun) -> dict[str, pl.DataFrame]:
+    "Seed-averaged test returns of the agent first, then the candidate, every encoder and ensemble, every baseline (same folds)."
+    return views.family_returns(r.view, [r.agent] + [f for f in r.view.families if f != r.agent])
 
 def test_positions(r: RLRun) -> pl.DataFrame:
     "The agent's test decisions (selected configuration, every seed): timestamp, symbol, fold, seed, position."
