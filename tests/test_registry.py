@@ -82,6 +82,17 @@ def test_go_promotes_nogo_is_refused_rollback_restores(world, monkeypatch):
     assert rc == 2 and 'verdict_go' in err
     rc, out, err = run_cli('predict', 'planted-cnn@champion', '--data', 'btc_1h')
     assert rc == 2 and 'the model was trained on 1D bars on XNYS' in err
+    # latency measured after training, in the ledger, the registered version and a promotion check
+    led = pl.read_parquet(runs['planted'] / 'ledger.parquet').filter(pl.col('encoder') == 'cnn')
+    assert (led['latency_p99_ms'] > 0).all() and (led['latency_p50_ms'] <= led['latency_p99_ms']).all()
+    f = R._folder(R._version(R._client(R.resolve_uri())[1], 'planted-cnn', 1))
+    (f / 'config.yaml').write_text((f / 'config.yaml').read_text().replace('max_latency_p99_ms: null', 'max_latency_p99_ms: 1.0e-06'))
+    lat = next(c for c in R.promotion_checks(R._client(R.resolve_uri())[1], 'planted-cnn', R._version(R._client(R.resolve_uri())[1], 'planted-cnn', 1))
+               if c['name'] == 'max_latency_p99_ms')
+    assert not lat['passed'] and 'batch-of-one inference p99' in lat['sentence']
+    from yooptx.reporting.views import deployment_table, load_run
+    d = deployment_table(load_run(runs['planted']))
+    assert d.filter(pl.col('item') == 'champion of planted-cnn')['value'][0].startswith('version 1 (1.0.0) from run planted (this run)')
     dest = R.export('planted-cnn@champion', home / 'export')
     assert (dest / 'README.md').exists() and (dest / 'model.json').exists()
     from yooptx.training.checkpoints import load

@@ -366,6 +366,7 @@ class TrackConfig:
 class PromotionConfig:
     "Pre-registered checks a registered version must pass (besides a GO verdict) to become the champion."
     min_sharpe_ci_low: Optional[float] = None     # the net Sharpe bootstrap CI's lower bound must reach this (annualized)
+    max_latency_p99_ms: Optional[float] = None    # batch-of-one inference p99 (ms, measured after training) at most this
     max_calibration_error: Optional[float] = None # expected calibration error of the test predictions at most this
     beat_champion: bool = True        # beat the current champion on the same test bars (one-sided Diebold–Mariano at gate.alpha)
 

@@ -159,6 +159,7 @@ LEDGER_SCHEMA = {'trial_id': pl.Utf8, 'encoder': pl.Utf8, 'params_hash': pl.Utf8
                  'val_metric_name': pl.Utf8, 'val_metric': pl.Float64, 'val_loss': pl.Float64,
                  'n_epochs': pl.Int32, 'best_epoch': pl.Int32, 'duration_s': pl.Float64,
                  'checkpoint': pl.Utf8, 'predictions': pl.Utf8,
+                 'latency_p50_ms': pl.Float64, 'latency_p99_ms': pl.Float64,   # batch-of-one inference of the trained model
                  'started': pl.Datetime('us', 'UTC'), 'finished': pl.Datetime('us', 'UTC')}
 STATUSES = ('ok', 'failed')
 
@@ -217,7 +218,8 @@ class Ledger:
         "Append trial rows atomically (lock, read, add, write temp, rename); return the ledger's row count."
         new = _ledger_frame(rows)
         with _locked(self.lock):
-            df = pl.concat([self.read(), new]) if new.height else self.read()
+            old = self.read()              # a ledger from before a column was added gets it (null) on the next append
+            df = pl.concat([old, new], how='diagonal_relaxed').select(list(LEDGER_SCHEMA) + [c for c in old.columns if c not in LEDGER_SCHEMA]) if new.height else old
             atomic_write(self.path, writer=lambda tmp: df.write_parquet(tmp))
         return df.height
 

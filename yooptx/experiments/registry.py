@@ -15,7 +15,7 @@ from ..tracking import _client, resolve_uri, track_run
 
 # %% auto #0
 __all__ = ['log', 'RegistryError', 'registry_dir', 'register', 'promotion_log', 'promotion_checks', 'promote', 'rollback',
-           'models', 'parse_ref', 'show', 'predict_model', 'export']
+           'models', 'parse_ref', 'show', 'registry_state', 'predict_model', 'export']
 
 # %% ../../nbs/experiments/54_registry.ipynb #d29d7684
 log = logging.getLogger('yooptx.registry')
@@ -70,7 +70,7 @@ def register(run_dir, candidate: str | None = None, name: str | None = None, bum
     for k, (e, h) in sorted(ch.items()):
         rows = led.filter((pl.col('encoder') == e) & (pl.col('params_hash') == h) & (pl.col('fold') == k) & pl.col('checkpoint').is_not_null())
         if not rows.height: raise RegistryError(f"fold {k}'s choice {e} has no checkpoint (a baseline or an ensemble?): register an encoder or agent family")
-        ckpts += [(k, e, int(r['seed']), r['checkpoint']) for r in rows.iter_rows(named=True)]
+        ckpts += [(k, e, int(r['seed']), r['checkpoint'], r.get('latency_p99_ms')) for r in rows.iter_rows(named=True)]
     name = name or f"{cfg.data.name}-{fam}".replace('/', '-')
     mlflow, client = _client(resolve_uri(uri, cfg))
     try: prev_versions = client.search_model_versions(f"name = '{name}'")
@@ -88,12 +88,12 @@ def register(run_dir, candidate: str | None = None, name: str | None = None, bum
     dest = registry_dir() / name / f"v{vnum}"
     if dest.exists(): shutil.rmtree(dest)
     (dest / 'checkpoints').mkdir(parents=True)
-    for k, e, s, rel in ckpts:
+    for k, e, s, rel, lat in ckpts:
         src = run / rel
         if not src.exists(): raise RegistryError(f"checkpoint {src} is missing: the run folder was changed; rerun the trial")
         to = dest / 'checkpoints' / f"fold{k}" / e / f"seed{s}{src.suffix}"
         to.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src, to)
-        model['checkpoints'].append({'fold': k, 'family': e, 'seed': s, 'path': str(to.relative_to(dest))})
+        model['checkpoints'].append({'fold': k, 'family': e, 'seed': s, 'path': str(to.relative_to(dest)), 'latency_p99_ms': lat})
     for f in ('config.yaml', 'manifest.json', 'selection.json', 'verdict.json', 'metrics.json'):
         if (run / f).exists(): shutil.copy2(run / f, dest / f)
     checks = {c['name']: c for c in ver.get('checks', [])}
@@ -180,6 +180,12 @@ def promotion_checks(client, name: str, v) -> list[dict]:
         low = ci['details']['low'] if ci else None
         out.append({'name': 'min_sharpe_ci_low', 'passed': low is not None and low >= pc.min_sharpe_ci_low,
                     'sentence': f"net Sharpe CI lower bound {low if low is None else round(low, 2)} (at least {pc.min_sharpe_ci_low})"})
+    if pc.max_latency_p99_ms is not None:
+        lat = [c.get('latency_p99_ms') for c in m['checkpoints']]
+        worst = max((x for x in lat if x is not None), default=None)
+        out.append({'name': 'max_latency_p99_ms', 'passed': worst is not None and worst <= pc.max_latency_p99_ms,
+                    'sentence': (f"batch-of-one inference p99 {worst:.2f} ms on the training machine (at most {pc.max_latency_p99_ms})" if worst is not None
+                                 else "the run's trials have no latency measured (a run from before latency was recorded): retrain")})
     if pc.max_calibration_error is not None:
         from yooptx.metrics import prediction_metrics
         pr = pl.read_parquet(Path(m['run_dir']) / 'predictions.parquet').filter((pl.col('split') == 'test') & (pl.col('encoder') == 'candidate'))
@@ -267,6 +273,25 @@ def show(ref: str, uri: str | None = None) -> dict:
     v = _version(client, n, r)
     m = json.loads((_folder(v) / 'model.json').read_text())
     return m | {'tags': {k: x for k, x in v.tags.items() if k != 'model_json'}, 'aliases': list(getattr(v, 'aliases', []) or [])}
+
+def registry_state(run_dir, uri: str | None = None) -> dict:
+    "Which registered versions came from this run, and the champion of their model (with its run's numbers): for the go/no-go report."
+    run = Path(run_dir)
+    from yooptx.tracking import _sqlite_path
+    db = _sqlite_path(resolve_uri(uri))
+    if db is not None and not db.exists(): return {'available': False, 'why': f"no registry store yet at {db}"}   # looking creates nothing
+    try: df = models(uri)
+    except Exception as e: return {'available': False, 'why': str(e).splitlines()[0][:200]}
+    mine = df.filter(pl.col('run_id') == run.name)
+    out = {'available': True, 'versions': mine.to_dicts(), 'champions': {}}
+    _, client = _client(resolve_uri(uri))
+    for n in mine['name'].unique().to_list():
+        try: v = client.get_model_version_by_alias(n, 'champion')
+        except Exception: out['champions'][n] = None; continue
+        out['champions'][n] = {'version': int(v.version), 'semver': v.tags.get('semver'), 'run_id': v.tags.get('run_id'),
+                               'verdict': v.tags.get('verdict'), 'dsr': v.tags.get('dsr'), 'pbo': v.tags.get('pbo'),
+                               'this_run': v.tags.get('run_id') == run.name}
+    return out
 
 # %% ../../nbs/experiments/54_registry.ipynb #120bc989
 def predict_model(ref: str, data: str, start: str | None = None, end: str | None = None, uri: str | None = None) -> pl.DataFrame:

@@ -27,7 +27,7 @@ __all__ = ['OfflineNotebookRenderer', 'frame_html', 'setup_notebook', 'RunView',
            'rolling_sharpe_figure', 'signal_frame', 'rolling_ic', 'ic_figure', 'reopen_data', 'run_data',
            'cost_sensitivity', 'cost_sensitivity_figure', 'calibration_family', 'calibration_figures', 'run_verdict',
            'data_warnings', 'verdict_banner', 'checks_table', 'checks_markdown', 'bullets', 'statistics_table',
-           'what_would_change', 'manifest_table']
+           'what_would_change', 'deployment_table', 'manifest_table']
 
 # %% ../../nbs/reporting/61_views.ipynb #e2171f1d
 class OfflineNotebookRenderer(NotebookRenderer):
@@ -813,6 +813,26 @@ def what_would_change(verdict: dict,                       # a verdict (verdict.
         else:
             out.append(f"{name}: the value {_fmt(val)} must meet the threshold {_fmt(thr)}.")
     return out or ["Nothing: every computable check passed."]
+
+# %% ../../nbs/reporting/61_views.ipynb #efff8af7
+def deployment_table(run: RunView) -> pl.DataFrame:
+    "item, value rows: each family's batch-of-one inference latency (p50 / p99 ms) and the registry state of this run."
+    led = run.ledger.filter(pl.col('status') == 'ok')
+    rows = []
+    if 'latency_p50_ms' in led.columns:
+        for (fam,), g in led.filter(pl.col('latency_p50_ms').is_not_null()).group_by('encoder', maintain_order=True):
+            rows.append((f"latency {fam}", f"p50 {g['latency_p50_ms'].median():.2f} ms, p99 {g['latency_p99_ms'].median():.2f} ms (median of {g.height} trial(s))"))
+    if not rows: rows.append(('latency', 'not measured in this run'))
+    from yooptx.experiments.registry import registry_state
+    st = registry_state(run.path)
+    if not st['available']: rows.append(('registry', f"not available ({st['why']})"))
+    elif not st['versions']: rows.append(('registry', f"nothing registered from this run: yooptx registry register {run.path}"))
+    for v in st.get('versions', []):
+        rows.append((f"registered {v['name']}", f"version {v['version']} ({v['semver']}, {v['verdict']}){' — ' + v['aliases'] if v['aliases'] else ''}"))
+    for n, c in st.get('champions', {}).items():
+        rows.append((f"champion of {n}", 'none yet' if c is None else
+                     f"version {c['version']} ({c['semver']}) from run {c['run_id']}{' (this run)' if c['this_run'] else ''}: {c['verdict']}, DSR {c['dsr']}, PBO {c['pbo']}"))
+    return pl.DataFrame({'item': [r[0] for r in rows], 'value': [r[1] for r in rows]})
 
 # %% ../../nbs/reporting/61_views.ipynb #79aa2303
 def manifest_table(run: RunView) -> pl.DataFrame:

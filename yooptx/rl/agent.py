@@ -21,7 +21,7 @@ from .env import Market, RLError, TradingEnv, TradingVecEnv, make_market, rollou
 
 # %% auto #0
 __all__ = ['log', 'EncoderExtractor', 'YSAC', 'RLAgent', 'load_agent', 'check_features', 'embed', 'train_agent', 'rl_points',
-           'rl_tasks', 'supervised_checkpoint', 'check_checkpoint', 'rl_trial']
+           'rl_tasks', 'supervised_checkpoint', 'check_checkpoint', 'agent_latency', 'rl_trial']
 
 # %% ../../nbs/rl/71_agent.ipynb #920bb0f2
 try:
@@ -277,6 +277,25 @@ def check_checkpoint(meta: dict, fold: int, data, where: str) -> None:
         raise RLError(f"{where} was trained on other data (sha256 {meta['data_sha256'][:12]}…, these are {data.sha256[:12]}…): "
                       f"use a checkpoint of this run")
 
+@torch.inference_mode()
+def agent_latency(agent: RLAgent, market: Market, rows, n: int = 50) -> tuple[float, float]:
+    "p50 and p99 milliseconds from a bar's window to the agent's target (the frozen encoder's summary included), over `n` rows after 5 warm-ups."
+    r = np.asarray(rows, np.int64)
+    if not r.size: return float('nan'), float('nan')
+    r = r[np.linspace(0, r.size - 1, min(n, r.size)).astype(np.int64)]
+    vals, seen = torch.from_numpy(market.values), torch.from_numpy(market.observed)
+    out = []
+    for row in list(r[:5]) + list(r):
+        t0 = time.perf_counter()
+        if agent.frozen is not None:
+            win = torch.from_numpy(market.pos[[row]])[:, None] + torch.arange(1 - agent.frozen.window, 1)
+            o = np.concatenate([agent.frozen(vals[win], seen[win]).summary.numpy(), [[0.0]]], 1).astype(np.float32)
+        else: o = market.observe([row], [0.0])
+        agent.act(o)
+        out.append((time.perf_counter() - t0) * 1e3)
+    t = np.array(out[5:])
+    return float(np.percentile(t, 50)), float(np.percentile(t, 99))
+
 def _frame(market: Market, ro, data, name: str, h: str, fold: int, seed: int, split: str) -> pl.DataFrame:
     d = ro.decisions
     lab = data.labels[d['row'].to_numpy()]
@@ -324,6 +343,8 @@ def rl_trial(task: dict, data, run_dir) -> dict:
     atomic_write(run / rel, writer=lambda tmp: pred.write_parquet(tmp))
     val = pred.filter(pl.col('split') == 'val')
     sc = trading_scores(val['prediction'].to_numpy(), val['fwd_return'].to_numpy()) if val.height else {}
-    return row | dict(status='ok', val_metric=sc.get('val_sharpe'), val_loss=None, n_epochs=None,
+    b = market.blocks['test'] if len(market.blocks['test']) else market.blocks['val']
+    p50, p99 = agent_latency(agent, market, np.arange(b[0, 0], b[0, 1] + 1))
+    return row | dict(status='ok', val_metric=sc.get('val_sharpe'), val_loss=None, n_epochs=None, latency_p50_ms=p50, latency_p99_ms=p99,
                       best_epoch=agent.meta.get('best_timesteps'), checkpoint=str(ckpt.relative_to(run)), predictions=str(rel),
                       duration_s=time.perf_counter() - t0, finished=utc_now())

@@ -95,6 +95,21 @@ class Predictor:
         ds = WindowDataset(self._own(panel) if panel is not None else self.panel(features), None, rows, self.window)
         return ds, score_windows(self.model, ds, batch_size).numpy()
 
+    @torch.inference_mode()
+    def latency(self, panel: BarPanel, rows, n: int = 50) -> tuple[float, float]:
+        "p50 and p99 milliseconds of one forward pass on a batch of one window (the model's serving latency here), over `n` windows of `rows` after 5 warm-ups."
+        import time
+        r = np.asarray(rows, np.int64)
+        if not r.size: return float('nan'), float('nan')
+        ds = WindowDataset(self._own(panel), None, r[np.linspace(0, r.size - 1, min(n, r.size)).astype(np.int64)], self.window)
+        out = []
+        for i in list(range(min(5, len(ds)))) + list(range(len(ds))):
+            b = ds.batch(np.array([i])); t0 = time.perf_counter()
+            self.model(b['past_values'], b['observed_mask'])
+            out.append((time.perf_counter() - t0) * 1e3)
+        t = np.array(out[min(5, len(ds)):])
+        return float(np.percentile(t, 50)), float(np.percentile(t, 99))
+
     def predict(self,
                 features: pl.DataFrame,            # raw (un-normalized) features: timestamp, symbol, the trained feature columns
                 rows=None,                         # rows to predict (default: all)

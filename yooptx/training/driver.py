@@ -133,6 +133,7 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
         pr = load(best)
         panel = pr.panel(data)                   # the saved model's own inputs, built once for its predictions and val loss
         pred = pr.predict_fold(data, panel=panel)
+        p50, p99 = pr.latency(panel, f.test if len(f.test) else f.val)
         paths.predictions.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(paths.predictions, writer=lambda tmp: pred.write_parquet(tmp))
         val = pred.filter(pl.col('split') == 'val')
@@ -141,7 +142,8 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
         ck = read_checkpoint(best)
         row.update(status='ok', val_metric=sc.get(tc.monitor, vloss) if tc.monitor != 'val_loss' else vloss, val_loss=vloss,
                    n_epochs=n_epochs, best_epoch=int(ck.get('epoch', -1)),
-                   checkpoint=str(best.relative_to(paths.run_dir)), predictions=str(paths.predictions.relative_to(paths.run_dir)))
+                   checkpoint=str(best.relative_to(paths.run_dir)), predictions=str(paths.predictions.relative_to(paths.run_dir)),
+                   latency_p50_ms=p50, latency_p99_ms=p99)
     except (KeyboardInterrupt, CheckpointError): raise
     except Exception as e:
         log.error("trial %s failed:\n%s", tid, traceback.format_exc())
