@@ -77,12 +77,20 @@ def test_selection_never_reads_test_rows(data, tmp_path):
 def test_cli_bakeoff_then_gate(home, tmp_path):
     cfg = dict(TINY, data={'name': 'btc_1d'}, seeds=[0])
     y = tmp_path / 'exp.yaml'; y.write_text(yaml.safe_dump(cfg))
-    rc, out, err = run_cli('bakeoff', y, '--set', 'budget.max_epochs=1', '--quiet', timeout=600)
+    track = {'YOOPTX_NO_TRACK': '0'}
+    # a tracking store that cannot be reached: the bake-off runs anyway and says tracking was skipped
+    rc, out, err = run_cli('bakeoff', y, '--set', 'budget.max_epochs=1', '--quiet', '--tracking-uri', 'http://127.0.0.1:9',
+                           env_extra=track, timeout=600)
     assert rc == 0, err
+    assert 'tracking skipped: cannot reach the tracking store http://127.0.0.1:9' in err
     run = Path(out.strip().splitlines()[-2].split('run folder: ')[1])
     assert run.parent == home / 'runs' and (run / 'ledger.parquet').exists()
-    rc, out, err = run_cli('gate', run)
+    rc, out, err = run_cli('gate', run, env_extra=track)       # the default store: sqlite under $YOOPTX_HOME
     assert rc == 0, err
+    from mlflow import MlflowClient
+    c = MlflowClient(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    r = c.search_runs([c.get_experiment_by_name('yooptx/btc_1d').experiment_id], f"tags.`yooptx.run_id` = '{run.name}'")
+    assert len(r) == 1 and 'gate.go' in r[0].data.metrics
     v = json.loads((run / 'verdict.json').read_text())
     assert v['verdict'] in ('GO', 'NO-GO') and v['verdict'] in out and v['candidate'] == 'cnn'
     names = [c['name'] for c in v['checks']]
