@@ -97,3 +97,17 @@ def test_go_promotes_nogo_is_refused_rollback_restores(world, monkeypatch):
     assert (dest / 'README.md').exists() and (dest / 'model.json').exists()
     from yooptx.training.checkpoints import load
     assert load(dest / json.loads((dest / 'model.json').read_text())['checkpoints'][0]['path']).features
+
+
+def test_promotion_refuses_missing_artifacts_and_changed_data(world):
+    home, runs, _ = world
+    v = R.register(runs['planted'], name='planted-copy')
+    _, c = R._client(R.resolve_uri())
+    f = R._folder(R._version(c, 'planted-copy', 1))
+    (f / v['checkpoints'][0]['path']).unlink()                         # an artifact gone from the version's folder
+    bars = random_walk(1400, n_symbols=3, seed=5)                       # the data set re-ingested with other bars
+    (home / 'other.parquet').unlink(missing_ok=True); bars.write_parquet(home / 'other.parquet')
+    DataCatalog().ingest(home / 'other.parquet', 'planted', freq='1D', calendar='XNYS', overwrite=True)
+    with pytest.raises(R.RegistryError) as e: R.promote('planted-copy', 1)
+    msg = str(e.value)
+    assert 'artifacts: 1 of 6 checkpoint(s) missing' in msg and 'data_unchanged: data set planted now hashes to' in msg
