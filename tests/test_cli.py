@@ -289,5 +289,5 @@ def test_check_all_ends_with_a_summary_line(home, tmp_path):
                  'sha256': sha256_file(samples / 'broken.parquet'), 'license': 'MIT', 'source': 'test'})
     (samples / 'MANIFEST.json').write_text(json.dumps({'format': 1, 'datasets': keep}))
     rc, out, err = run_cli('data', 'check', '--all', env_extra={'YOOPTX_SAMPLES': str(samples)})
-    assert rc == 0, err
+    assert rc == 1 and 'data check found errors in broken' in err, (rc, err)       # errors fail the command, like a linter
     assert out.rstrip().splitlines()[-1] == '3 data set(s) checked: 1 with errors (broken), 1 with warnings (btc_1d)'
