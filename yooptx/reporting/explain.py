@@ -20,9 +20,9 @@ from ..datasets import WindowDataset
 # %% auto #0
 __all__ = ['AttributionError', 'Windows', 'windows', 'model_signal', 'has_attention', 'has_gate', 'attention_maps',
            'summary_pooling', 'attention_entropy', 'rollout_matrix', 'attention_rollout', 'entropy_frame',
-           'feature_gates', 'IGResult', 'integrated_gradients', 'faithfulness', 'faithfulness_text', 'plot_attention',
-           'plot_entropy', 'plot_rollout', 'plot_gates', 'plot_ig', 'ig_feature_totals', 'plot_ig_features',
-           'plot_faithfulness', 'find_checkpoint', 'run_data', 'Explained', 'explain']
+           'feature_gates', 'IGResult', 'integrated_gradients', 'faithfulness', 'faithfulness_text', 'n_bar_tokens',
+           'token_mask', 'plot_attention', 'plot_entropy', 'plot_rollout', 'plot_gates', 'plot_ig', 'ig_feature_totals',
+           'plot_ig_features', 'plot_faithfulness', 'find_checkpoint', 'run_data', 'Explained', 'explain']
 
 # %% ../../nbs/reporting/62_explain.ipynb #842f6d3e
 class AttributionError(UserError):
@@ -208,10 +208,10 @@ def attention_rollout(maps,                          # per layer (n_windows, hea
     raise AttributionError(f"pooling={pooling!r}: use 'cls', 'last' or 'mean'")
 
 # %% ../../nbs/reporting/62_explain.ipynb #d4100b38
-def entropy_frame(windows: Windows, maps) -> pl.DataFrame | None:
+def entropy_frame(windows: Windows, maps, predictor=None) -> pl.DataFrame | None:
     "timestamp, symbol, layer, entropy (normalized) per window and layer; None without maps."
     if maps is None: return None
-    e = attention_entropy(maps, windows.observed_mask)
+    e = attention_entropy(maps, windows.observed_mask if predictor is None else token_mask(predictor, windows.observed_mask))
     n, k = e.shape
     return pl.DataFrame({'timestamp': pl.concat([windows.timestamp] * k), 'symbol': [windows.symbol] * (n * k),
                          'layer': np.repeat(np.arange(k), n).astype(np.int64), 'entropy': e.T.ravel()})
@@ -365,10 +365,29 @@ def _note(title: str, text: str) -> go.Figure:
     fig.update_layout(title=title, xaxis=dict(visible=False), yaxis=dict(visible=False), height=220)
     return fig
 
-def _step_labels(L: int, T: int) -> list[str]:
-    "Labels of T tokens: bars before the decision bar (L-1 … 0), then CLS when T = L + 1."
-    lab = [str(L - 1 - t) for t in range(L)]
-    return lab + ['CLS'] * (T - L)
+def _patch(predictor) -> tuple[int, int]:
+    "(bars per token, stride) of the checkpoint's encoder: (1, 1) without patches."
+    p = getattr(getattr(getattr(predictor, 'model', None), 'encoder', None), 'config', None)
+    return tuple(getattr(p, 'patch', (1, 1))) if p is not None and hasattr(p, 'patch') else (1, 1)
+
+def n_bar_tokens(predictor, L: int) -> int:
+    "Tokens a window of L bars becomes (L, or its number of patches), a CLS token not counted."
+    enc = getattr(getattr(predictor, 'model', None), 'encoder', None)
+    return int(enc.n_tokens(L)) if enc is not None and hasattr(enc, 'n_tokens') else L
+
+def token_mask(predictor, observed_mask):
+    "(n, tokens) bool: the tokens holding an observed bar (the bar mask itself without patches)."
+    enc = getattr(getattr(predictor, 'model', None), 'encoder', None)
+    return enc.patch_mask(torch.as_tensor(observed_mask)) if enc is not None and hasattr(enc, 'patch_mask') else observed_mask
+
+def _step_labels(L: int, T: int, predictor=None) -> list[str]:
+    "Labels of T tokens: bars before the decision bar (L-1 … 0; for patches 'a–b' bars ago), then CLS for a token beyond them."
+    P, S = _patch(predictor)
+    if P == 1: lab = [str(L - 1 - t) for t in range(L)]
+    else:
+        n = n_bar_tokens(predictor, L)
+        lab = [f"{(n - 1 - j) * S + P - 1}–{(n - 1 - j) * S}" for j in range(n)]
+    return lab[:T] + ['CLS'] * (T - len(lab))
 
 def _family(predictor) -> str: return predictor.meta['encoder'] if predictor is not None else 'this model'
 
@@ -379,7 +398,7 @@ def plot_attention(maps, windows: Windows, i: int = -1, predictor=None, layers: 
     i = int(i) % len(windows)
     layers = list(range(len(maps))) if layers is None else list(layers)
     H, T = maps[0].shape[1], maps[0].shape[-1]
-    lab = _step_labels(windows.L, T)
+    lab = _step_labels(windows.L, T, predictor)
     fig = make_subplots(rows=len(layers), cols=H, subplot_titles=[f'layer {l} · head {h}' for l in layers for h in range(H)],
                         horizontal_spacing=0.03, vertical_spacing=0.08 if len(layers) > 1 else 0.1)
     for r, l in enumerate(layers):
@@ -406,10 +425,11 @@ def plot_rollout(rollout: np.ndarray | None, windows: Windows, predictor=None) -
     "Attention rollout of the summary token over the window's bars, one row per window (a heatmap; a CLS token's own share left out)."
     if rollout is None: return _note('Attention rollout', f"attention is not available for the {_family(predictor)} family")
     r = np.asarray(rollout)
-    cls = r.shape[1] > windows.L                        # the CLS token's share of itself would drown the bars' colours
-    z = r[:, :windows.L]
-    note = f"; the CLS token keeps {100 * r[:, windows.L:].sum(1).mean():.0f}% itself (not shown)" if cls else ''
-    fig = go.Figure(go.Heatmap(z=z, x=_step_labels(windows.L, windows.L), y=[str(t) for t in windows.timestamp.to_list()], colorscale='Viridis',
+    nt = n_bar_tokens(predictor, windows.L)               # tokens of bars (patches of bars when patched)
+    cls = r.shape[1] > nt                               # the CLS token's share of itself would drown the bars' colours
+    z = r[:, :nt]
+    note = f"; the CLS token keeps {100 * r[:, nt:].sum(1).mean():.0f}% itself (not shown)" if cls else ''
+    fig = go.Figure(go.Heatmap(z=z, x=_step_labels(windows.L, nt, predictor), y=[str(t) for t in windows.timestamp.to_list()], colorscale='Viridis',
                                colorbar=dict(title='share'), hovertemplate='window ending %{y}<br>%{x} bars ago<br>share %{z:.3f}<extra></extra>'))
     fig.update_layout(title=f"Attention rollout: share of the summary flowing from each bar{note}",
                       xaxis_title='bars before the decision bar', yaxis=dict(title='window (decision bar, UTC)', type='category'),
