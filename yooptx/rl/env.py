@@ -335,7 +335,9 @@ class TradingVecEnv(VecEnv):
         return obs, r.astype(np.float32), done, infos
 
     def close(self) -> None: pass
-    def get_attr(self, attr_name, indices=None): return [getattr(self.lanes, attr_name)] * len(list(self._get_indices(indices)))
+    def get_attr(self, attr_name, indices=None):
+        v = getattr(self.lanes, attr_name) if hasattr(self.lanes, attr_name) else getattr(self, attr_name)
+        return [v] * len(list(self._get_indices(indices)))
     def set_attr(self, attr_name, value, indices=None): setattr(self.lanes, attr_name, value)
     def env_method(self, method_name, *args, indices=None, **kwargs):
         raise RLError(f"TradingVecEnv has no per-environment method {method_name!r}: its lanes share one numpy state")
