@@ -122,6 +122,13 @@ def cmd_bakeoff(args) -> int:
     sel = json.loads((run / 'selection.json').read_text())
     print(f"bake-off finished in {time.time() - t0:.0f}s; candidate (chosen on validation folds): {sel['candidate_label']}")
     print(f"run folder: {run}")
+    if sel.get('candidate') is None:          # nothing to judge: say why and fail, so scripts notice
+        led = pl.read_parquet(run / 'ledger.parquet')
+        bad = led.filter(pl.col('status') == 'failed')
+        why = (f"{bad.height} trial(s) failed, e.g. {bad['trial_id'][0]}: {bad['error'][0]}" if bad.height else
+               "no encoder or agent configuration finished every fold (see ledger.parquet)")
+        print(f"yooptx: no candidate to judge: {why}", file=sys.stderr)
+        return 1
     print(f"next: yooptx gate {run}")
     return 0
 

@@ -408,11 +408,28 @@ class ExperimentConfig:
             if n in self.encoders or n in self.baselines or n.startswith('ensemble:') or n == 'candidate':
                 raise ConfigError(f"rl.{n}: the name is taken by an encoder, a baseline or a reserved name; call the agent e.g. sac_{self.rl[n].encoder}")
         if not self.seeds: raise ConfigError("seeds: give at least one seed, e.g. seeds: [0, 1, 2]")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds: {self.seeds} repeats a seed (a repeated seed is the same trial twice): give distinct seeds, e.g. {sorted(set(self.seeds))}")
         if any(x < 0 for x in self.seeds): raise ConfigError(f"seeds: must be non-negative integers, got {self.seeds}")
 
 # %% ../nbs/00_config.ipynb #6addbf50
 class YamlLoader(yaml.SafeLoader):
-    "PyYAML's safe loader, reading `1e-3` as a number (YAML 1.2) rather than the string '1e-3' (YAML 1.1)."
+    "PyYAML's safe loader, reading `1e-3` as a number (YAML 1.2) rather than the string '1e-3' (YAML 1.1); no aliases (an alias bomb expands 600 bytes to 10^8 values), no duplicate keys."
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            m = self.peek_event().start_mark
+            raise ConfigError(f"line {m.line + 1}: YAML aliases (*name) are not allowed in experiment configs (they can expand a "
+                              f"small file into a huge one): write the value out")
+        return super().compose_node(parent, index)
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for k, _ in node.value:
+            key = self.construct_object(k, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise ConfigError(f"duplicate key {key!r} on lines {seen[key]} and {k.start_mark.line + 1}: "
+                                  f"YAML would keep the last one silently; keep one")
+            if isinstance(key, (str, int, float, bool)): seen[key] = k.start_mark.line + 1
+        return super().construct_mapping(node, deep)
 
 YamlLoader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(r"""^(?:
      [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -464,4 +481,6 @@ def load_config(source: str | Path | dict | None = None, overrides: list[str] | 
 
 def dump_config(cfg: ExperimentConfig) -> str:
     "YAML text of a validated config (what a run folder's `config.yaml` holds)."
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    class NoAliases(yaml.SafeDumper):          # a value used twice is written twice: configs are read back without aliases
+        def ignore_aliases(self, data): return True
+    return yaml.dump(to_dict(cfg), Dumper=NoAliases, sort_keys=False, allow_unicode=False)

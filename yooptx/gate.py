@@ -4,7 +4,7 @@
 
 # %% ../nbs/56_gate.ipynb #8a92fc32
 from __future__ import annotations
-import datetime, json, math
+import datetime, hashlib, json, math
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -14,7 +14,7 @@ from .config import GateConfig, load_config
 from . import stats
 from .backtest import seed_average
 from .metrics import sharpe_ratio
-from .runs import gate_changed, read_run_config, run_periods_per_year
+from .runs import gate_changed, read_run_config, run_periods_per_year, update_manifest
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'Check', 'gate_checks', 'decide', 'GateError', 'evaluate', 'verdict_text', 'simulate_gate']
@@ -334,7 +334,10 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
     if family is None and agents:          # the RL agents' own numbers: the seed's question, answered in the verdict
         out['agents'] = {a: _agent_summary(evaluate(run, write=False, n_boot=n_boot, family=a)) for a in agents}
         out['sentence'] += ' ' + _agents_sentence(out['agents'])
-    if write: atomic_write(run / 'verdict.json', json.dumps(out, indent=1, default=_json_default))
+    if write:
+        txt = json.dumps(out, indent=1, default=_json_default)
+        atomic_write(run / 'verdict.json', txt)
+        update_manifest(run, verdict_sha256=hashlib.sha256(txt.encode()).hexdigest())   # an edited verdict.json no longer matches
     return out
 
 def _agent_summary(v: dict) -> dict:

@@ -407,6 +407,7 @@ def session(config: ExperimentConfig,   # the validated experiment
     data = vet_data(config, check_data(config, data))              # refusals before anything is written
     if run_dir is not None and (Path(run_dir) / 'config.yaml').exists(): run = open_run(run_dir, config)
     else: run = create_run(config, data=data, **({'root': Path(run_dir).parent, 'run_id': Path(run_dir).name} if run_dir is not None else {}))
+    lock = _lock_run(run)                                          # one process at a time on a run folder
     fh = logging.FileHandler(run / 'train.log'); fh.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
     lg = logging.getLogger('yooptx'); lg.addHandler(fh); old = lg.level; lg.setLevel(logging.INFO)
     for w in data.warnings: log.warning("%s", w, extra={'user_warning': True})   # train.log, and the CLI's stderr
@@ -414,3 +415,15 @@ def session(config: ExperimentConfig,   # the validated experiment
     try: yield RunSession(run, config, data, Ledger(run))
     finally:
         lg.removeHandler(fh); fh.close(); lg.setLevel(old)
+        fcntl.flock(lock, fcntl.LOCK_UN); lock.close()
+
+def _lock_run(run: Path):
+    "An exclusive lock on the run folder (held while a session is open); a second process is refused naming the holder."
+    fh = open(run / '.run.lock', 'a+')
+    try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0); pid = fh.read().strip() or '?'; fh.close()
+        raise RunError(f"run {run} is in use by another yooptx process (pid {pid}): wait for it to finish (or stop it), then resume "
+                       f"with the same --run; two processes on one run would train every remaining trial twice") from None
+    fh.seek(0); fh.truncate(); fh.write(str(os.getpid())); fh.flush()
+    return fh

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/reporting/60_runner.ipynb #ffe129a6
 from __future__ import annotations
-import ast, contextlib, datetime, html, json, os, re, shutil, subprocess, tempfile
+import ast, contextlib, datetime, hashlib, html, json, os, re, shutil, subprocess, tempfile
 from pathlib import Path
 from typing import Any
 import yaml
@@ -12,11 +12,11 @@ from ..core import REPO_DIR, UserError, atomic_write, runs_dir
 from ..runs import latest_run
 
 # %% auto #0
-__all__ = ['CREATES_RUN', 'KERNEL', 'PLOTLY_MIME', 'REPORT_ORDER', 'ATTENTION_ENCODERS', 'ReportError', 'ReportFailed',
-           'reports_dir', 'notebooks', 'notebook_path', 'parse_parameters', 'declared_parameters', 'cast_parameter',
-           'check_parameters', 'kernel_stderr', 'execute', 'strip_plotly_library', 'inline_figures', 'plotly_js_tag',
-           'strip_external', 'quarto_project', 'render', 'in_runs_dir', 'badge', 'run_summary', 'write_run_index',
-           'write_site_index', 'run', 'demo_encoders', 'demo_reports']
+__all__ = ['READS_RUN', 'CREATES_RUN', 'KERNEL', 'PLOTLY_MIME', 'REPORT_ORDER', 'ATTENTION_ENCODERS', 'ReportError',
+           'ReportFailed', 'reports_dir', 'notebooks', 'notebook_path', 'parse_parameters', 'declared_parameters',
+           'cast_parameter', 'check_parameters', 'kernel_stderr', 'execute', 'strip_plotly_library', 'inline_figures',
+           'plotly_js_tag', 'strip_external', 'quarto_project', 'render', 'in_runs_dir', 'badge', 'run_summary',
+           'write_run_index', 'write_site_index', 'run', 'demo_encoders', 'demo_reports']
 
 # %% ../../nbs/reporting/60_runner.ipynb #b7a1eab9
 class ReportError(UserError):
@@ -28,6 +28,7 @@ class ReportFailed(RuntimeError):
     def __init__(self, message: str, notebook: Path | None = None):
         super().__init__(message); self.notebook = notebook
 
+READS_RUN = frozenset({'go_no_go', 'walk_forward', 'attention'})   # packaged notebooks that need a finished run folder
 CREATES_RUN = frozenset({'train', 'rl'})        # notebooks whose empty `run_dir` means "make a new run folder"
 KERNEL = 'python3'                        # papermill kernel; jupyter_client runs it with this interpreter
 
@@ -192,6 +193,9 @@ def execute(name: str,                      # run notebook name, e.g. 'go_no_go'
     if takes_run and name not in CREATES_RUN and not run.is_dir():
         raise ReportError(f"run folder {run} does not exist: pass an existing run folder (--run DIR; runs live in {runs_dir()}), "
                           f"or create one with `yooptx bakeoff CONFIG`")
+    if name in READS_RUN and not (run / 'config.yaml').is_file():   # the packaged reports that read a run: refused before anything is written
+        raise ReportError(f"run folder {run} does not exist or is not a run (no config.yaml): pass a folder made by `yooptx bakeoff` "
+                          f"(--run DIR; runs live in {runs_dir()}), or create one with `yooptx bakeoff CONFIG`; nothing was written")
     if takes_run: params['run_dir'] = str(run)
     out = run / 'notebooks' / f'{name}.ipynb'
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -390,6 +394,8 @@ def run_summary(run_dir: str | Path) -> dict:
     "What the indexes show about a run folder: id, date, data set, candidate, verdict, sentence, reports."
     run = Path(run_dir)
     m, v, s = _json(run / 'manifest.json'), _json(run / 'verdict.json'), _json(run / 'selection.json')
+    if v and m.get('verdict_sha256') and hashlib.sha256((run / 'verdict.json').read_bytes()).hexdigest() != m['verdict_sha256']:
+        v = {**v, 'verdict': 'ALTERED', 'sentence': 'verdict.json was changed after the gate wrote it: run `yooptx gate` again'}
     data = m.get('data') or {}
     return {'run_id': run.name, 'started': m.get('started') or '', 'dataset': data.get('name') or '',
             'freq': data.get('freq') or '', 'candidate': v.get('candidate') or s.get('candidate') or '',

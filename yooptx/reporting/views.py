@@ -547,10 +547,18 @@ def calibration_figures(run: RunView, family: str | None = None) -> tuple[go.Fig
 
 # %% ../../nbs/reporting/61_views.ipynb #ae160bf8
 def run_verdict(run: RunView) -> dict:
-    "The run's verdict: verdict.json, written by `yooptx.gate.evaluate` when missing."
+    "The run's verdict recomputed from its files (written to verdict.json when missing); a stored verdict that disagrees is replaced, with a loud `warning`."
+    from yooptx.gate import evaluate
     if run.verdict is None:
-        from yooptx.gate import evaluate
         run.verdict = evaluate(run.path)
+        return run.verdict
+    if run.verdict.get('_checked'): return run.verdict
+    fresh = evaluate(run.path, write=False)
+    key = lambda v: (v.get('verdict'), [(c.get('name'), c.get('passed')) for c in v.get('checks', [])])
+    if key(fresh) != key(run.verdict):
+        fresh['warning'] = (f"verdict.json says {run.verdict.get('verdict')} but the run's own files give {fresh['verdict']}: the stored "
+                            f"verdict was edited or is stale. This report shows the recomputed verdict; run `yooptx gate {run.path}` to rewrite it.")
+    run.verdict = fresh | {'_checked': True}
     return run.verdict
 
 def data_warnings(run):   # a RunView or a run folder
@@ -574,8 +582,10 @@ def verdict_banner(verdict: dict):
     "The verdict in one sentence, big, behind a GO / NO-GO badge (an IPython HTML object)."
     from IPython.display import HTML
     v = verdict['verdict']
+    warn = (f"<div style='background:#cf222e;color:white;font-weight:bold;padding:0.5em;margin:0.5em 0'>{html.escape(verdict['warning'])}</div>"
+            if verdict.get('warning') else '')
     return HTML(
-        "<div style='font-size:1.5em;line-height:1.5;margin:0.5em 0'>"
+        warn + "<div style='font-size:1.5em;line-height:1.5;margin:0.5em 0'>"
         f"<span style='background:{_BADGE.get(v, '#6e7781')};color:white;font-weight:bold;padding:0.15em"
         " 0.6em;border-radius:0.4em;"
         f"margin-right:0.5em'>{html.escape(v)}</span>{html.escape(verdict['sentence'])}</div>"

@@ -1,0 +1,100 @@
+"""Hostile and clumsy input, kept as permanent regressions: no code runs from a YAML python tag (in a file, in --set, in a
+run's config.yaml) or from a checkpoint's pickle payload; YAML alias bombs and duplicate keys are refused; a tampered
+verdict.json is caught; one process at a time on a run folder; an empty bake-off fails loudly; a report never writes
+into a folder that is not a run."""
+import json, os
+from pathlib import Path
+import pytest
+import torch
+import yaml
+from conftest import run_cli, tree
+from yooptx.config import ConfigError, load_config
+from yooptx.experiment import prepare
+from yooptx.experiments.bakeoff import bakeoff
+from yooptx.gate import evaluate
+from yooptx.runs import read_run_config, session
+from yooptx.synth import random_walk
+
+TINY = {'encoders': {'cnn': {'params': {'d_model': 8, 'n_layers': 1, 'window': 8, 'batch_size': 256}}},
+        'baselines': ['buy_hold', 'momentum'], 'seeds': [0, 1], 'splits': {'n_folds': 2}, 'budget': {'max_epochs': 1}}
+
+
+def test_no_code_runs_from_yaml_python_tags(tmp_path):
+    flag = tmp_path / 'pwned'
+    evil = f"seeds: !!python/object/apply:os.system ['touch {flag}']\n"
+    y = tmp_path / 'evil.yaml'; y.write_text(evil)
+    with pytest.raises(ConfigError): load_config(y)
+    with pytest.raises(ConfigError): load_config('demo', [f"seeds=!!python/object/apply:os.system ['touch {flag}']"])
+    run = tmp_path / 'run'; run.mkdir(); (run / 'config.yaml').write_text(evil)
+    with pytest.raises(ConfigError): read_run_config(run)
+    assert not flag.exists()
+
+
+def test_yaml_alias_bomb_and_duplicate_keys_are_refused(tmp_path):
+    bomb = "a: &a [0,0,0,0,0,0,0,0,0,0]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nseeds: [*c,*c,*c]\n"
+    y = tmp_path / 'bomb.yaml'; y.write_text(bomb)
+    with pytest.raises(ConfigError, match=r'line 2: YAML aliases \(\*name\) are not allowed'): load_config(y)
+    y.write_text("seeds: [0]\nbaselines: [buy_hold]\nseeds: [1]\n")
+    with pytest.raises(ConfigError, match="duplicate key 'seeds' on lines 1 and 3"): load_config(y)
+    with pytest.raises(ConfigError, match=r'seeds: \[0, 0\] repeats a seed'): load_config({'seeds': [0, 0]})
+
+
+def test_a_pickle_payload_in_a_checkpoint_never_runs(tmp_path):
+    from yooptx.training.checkpoints import CheckpointError, load
+    flag = tmp_path / 'pwned'
+    class Evil:
+        def __reduce__(self): return (os.system, (f"touch {flag}",))
+    torch.save({'yooptx': {'version': 1}, 'state_dict': {}, 'x': Evil()}, tmp_path / 'evil.ckpt')
+    with pytest.raises(CheckpointError, match='corrupted or not a torch checkpoint'): load(tmp_path / 'evil.ckpt')
+    assert not flag.exists()
+
+
+@pytest.fixture(scope='module')
+def noise_run(tmp_path_factory):
+    cfg = load_config(TINY)
+    run = bakeoff(cfg, data=prepare(cfg, bars=random_walk(500, seed=3), calendar='XNYS'), run_dir=tmp_path_factory.mktemp('h') / 'run',
+                  progress=False)
+    evaluate(run)
+    return run
+
+
+def test_a_tampered_verdict_is_caught(noise_run):
+    from yooptx.reporting import runner, views
+    p = noise_run / 'verdict.json'
+    v = json.loads(p.read_text())
+    assert v['verdict'] == 'NO-GO'
+    good = p.read_text()
+    p.write_text(json.dumps(v | {'verdict': 'GO', 'sentence': 'GO: all good.'}))
+    try:
+        shown = views.run_verdict(views.load_run(noise_run))
+        assert shown['verdict'] == 'NO-GO' and 'verdict.json says GO but the run' in shown['warning']
+        assert 'verdict.json says GO' in views.verdict_banner(shown).data
+        assert runner.run_summary(noise_run)['verdict'] == 'ALTERED'
+    finally: p.write_text(good)
+    assert runner.run_summary(noise_run)['verdict'] == 'NO-GO'
+
+
+def test_one_process_at_a_time_on_a_run(noise_run, tmp_path):
+    y = tmp_path / 'exp.yaml'; y.write_text((noise_run / 'config.yaml').read_text())
+    cfg = read_run_config(noise_run)
+    data = prepare(cfg, bars=random_walk(500, seed=3), calendar='XNYS')
+    with session(cfg, data, noise_run):                   # this process holds the run
+        before = tree(noise_run)
+        rc, out, err = run_cli('bakeoff', y, '--run', noise_run, '--quiet', '--no-track')
+        assert rc == 2 and f'run {noise_run} is in use by another yooptx process (pid {os.getpid()})' in err, err
+        assert {k: v for k, v in tree(noise_run).items() if not k.startswith('.')} == {k: v for k, v in before.items() if not k.startswith('.')}
+
+
+def test_empty_bakeoff_fails_loudly_and_reports_refuse_non_runs(home, tmp_path, monkeypatch, capsys):
+    import yooptx.training.driver as W
+    from yooptx.cli import main
+    def boom(*a, **k): raise RuntimeError('CUDA out of memory (simulated)')
+    monkeypatch.setattr(W, 'train_trial', boom)          # every encoder trial fails; the baselines finish
+    y = tmp_path / 'exp.yaml'
+    y.write_text(yaml.safe_dump(dict(TINY, data={'name': 'btc_1d'}, seeds=[0], baselines=['buy_hold'])))
+    rc = main(['bakeoff', str(y), '--quiet', '--no-track', '--jobs', '1'])
+    err = capsys.readouterr().err
+    assert rc == 1 and 'no candidate to judge: 2 trial(s) failed' in err and 'simulated' in err, (rc, err)
+    d = tmp_path / 'not_a_run'; d.mkdir()
+    rc, out, err = run_cli('run', 'go_no_go', '--run', d)
+    assert rc == 2 and 'is not a run (no config.yaml)' in err and not any(d.iterdir()), err
