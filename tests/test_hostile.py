@@ -98,3 +98,23 @@ def test_empty_bakeoff_fails_loudly_and_reports_refuse_non_runs(home, tmp_path, 
     d = tmp_path / 'not_a_run'; d.mkdir()
     rc, out, err = run_cli('run', 'go_no_go', '--run', d)
     assert rc == 2 and 'is not a run (no config.yaml)' in err and not any(d.iterdir()), err
+
+
+def test_corrupt_run_files_a_file_as_run_and_a_full_disk_are_user_errors(noise_run, tmp_path, monkeypatch, capsys):
+    import errno
+    from yooptx.cli import main
+    sel = noise_run / 'selection.json'; good = sel.read_text()
+    sel.write_text(good[:40])                                       # truncated
+    try:
+        rc, out, err = run_cli('gate', noise_run, '--no-track')
+        assert rc == 2 and f"{sel} is unreadable (JSONDecodeError" in err and 'this is a bug' not in err, err
+    finally: sel.write_text(good)
+    f = tmp_path / 'a_file'; f.write_text('x')
+    y = tmp_path / 'exp.yaml'; y.write_text((noise_run / 'config.yaml').read_text())
+    rc, out, err = run_cli('bakeoff', y, '--run', f, '--quiet', '--no-track')
+    assert rc == 2 and f"--run {f} is a file, not a run folder" in err, err
+    def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device', str(noise_run / 'verdict.json'))
+    monkeypatch.setattr('yooptx.gate.atomic_write', full)
+    rc = main(['gate', str(noise_run), '--no-track'])
+    err = capsys.readouterr().err
+    assert rc == 2 and 'the disk is full (No space left on device' in err and 'this is a bug' not in err, err

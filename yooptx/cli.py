@@ -403,5 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         print('yooptx: interrupted', file=sys.stderr); return 130
     except Exception as e:
         if args.debug: traceback.print_exc()
+        import errno
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):   # the machine's, not a bug
+            what = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is used up'}.get(e.errno, 'no permission to write there')
+            print(f"yooptx: error: {what} ({e.strerror}: {e.filename or ''}): free space or fix the permissions, then run the command "
+                  f"again (a bake-off resumes with --run; every file is written whole or not at all)", file=sys.stderr)
+            return 2
         print(f"yooptx: internal error: {type(e).__name__}: {e}\n(this is a bug; rerun with --debug for the traceback)", file=sys.stderr); return 1
     finally: lg.removeHandler(h)

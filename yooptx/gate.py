@@ -194,6 +194,13 @@ RUN_FILES = (
 class GateError(UserError):
     "A run folder the gate cannot judge."
 
+def _read(p: Path):
+    "A run file (JSON or parquet); a truncated or corrupt one is a GateError naming it and the fix, not a crash."
+    try: return json.loads(p.read_text()) if p.suffix == '.json' else pl.read_parquet(p)
+    except (OSError, ValueError, pl.exceptions.PolarsError) as e:
+        raise GateError(f"{p} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}): restore it, or rebuild the "
+                        f"run's files with `yooptx bakeoff CONFIG --run {p.parent}` (finished trials are not trained again)") from None
+
 def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
              family: str | None = None) -> dict:   # judge this selected family (encoder, agent, ensemble) instead of the candidate: never written
     "The verdict on a bake-off run folder (written to verdict.json); with `family`, the same checks on that family's selected configuration."
@@ -215,14 +222,14 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
             )
         )
     cfg = read_run_config(run)
-    m = json.loads((run / 'manifest.json').read_text())
+    m = _read(run / 'manifest.json')
     if 'gate_sha256' not in m:
         raise GateError(
             f"{run / 'manifest.json'} has no pre-registered gate (gate_sha256): this run folder is from an older"
             " version; rerun the bake-off"
         )
     unchanged = not gate_changed(run)
-    sel = json.loads((run / 'selection.json').read_text())
+    sel = _read(run / 'selection.json')
     if 'candidate_params_hash' not in sel:
         raise GateError(
             f"{run / 'selection.json'} is from an older version (no walk-forward candidate): rerun the bake-off"
@@ -233,7 +240,7 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
         if family not in sel.get('families', {}):
             raise GateError(f"family {family!r} has no selected configuration in run {run.name}; families: {', '.join(sel.get('families', {}))}")
         cand, ch, name, write = family, sel['families'][family]['params_hash'], family, False
-    led = pl.read_parquet(run / 'ledger.parquet')
+    led = _read(run / 'ledger.parquet')
     # a trial that failed and then succeeded on resume is not a failure
     okid = set(led.filter(pl.col('status') == 'ok')['trial_id'].to_list())
     failed = led.filter((pl.col('status') == 'failed') & ~pl.col('trial_id').is_in(list(okid))).unique(
@@ -244,7 +251,7 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
             f"run {run.name} has no candidate: every encoder trial failed ({failed.height} failed trials; see"
             " ledger.parquet and train.log)"
         )
-    bt = pl.read_parquet(run / 'backtest.parquet')
+    bt = _read(run / 'backtest.parquet')
     fam = sel['families']
     c = seed_average(bt, name, ch)
     base = {b: seed_average(bt, b, fam[b]['params_hash']) for b in sel.get('baselines', []) if b in fam}
@@ -278,7 +285,7 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
             .map_elements(lambda s: _sharpe(np.asarray(s.to_list())), return_dtype=pl.Float64)
         )
     ]
-    met = json.loads((run / 'metrics.json').read_text()) if (run / 'metrics.json').exists() else {}
+    met = _read(run / 'metrics.json') if (run / 'metrics.json').exists() else {}
     cm = met.get('families', {}).get(name, {})
     ppy = run_periods_per_year(run)
     tsum = float(c['turnover'].sum())

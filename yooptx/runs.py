@@ -405,6 +405,8 @@ def session(config: ExperimentConfig,   # the validated experiment
         from yooptx.experiment import prepare
         data = prepare(config)
     data = vet_data(config, check_data(config, data))              # refusals before anything is written
+    if run_dir is not None and Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise RunError(f"--run {run_dir} is a file, not a run folder: give a folder (new or an existing run)")
     if run_dir is not None and (Path(run_dir) / 'config.yaml').exists(): run = open_run(run_dir, config)
     else: run = create_run(config, data=data, **({'root': Path(run_dir).parent, 'run_id': Path(run_dir).name} if run_dir is not None else {}))
     lock = _lock_run(run)                                          # one process at a time on a run folder
