@@ -13,7 +13,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['PKG_DIR', 'REPO_DIR', 'UserError', 'ConfigError', 'yooptx_home', 'samples_dir', 'runs_dir', 'atomic_write',
-           'release_memory', 'seed_everything', 'DevicePolicy', 'device_policy']
+           'release_memory', 'latency_ms', 'seed_everything', 'DevicePolicy', 'device_policy']
 
 # %% ../nbs/00_core.ipynb #5e027ba4
 class UserError(ValueError):
@@ -76,6 +76,19 @@ def release_memory() -> None:
     if _TRIM: _TRIM(0)
 
 _TRIM = None
+
+# %% ../nbs/00_core.ipynb #bc9fbcab
+def latency_ms(call, items, n: int = 50, warmup: int = 5) -> tuple[float, float]:
+    "(p50, p99) milliseconds of `call(item)` over up to `n` of `items` spread evenly, after `warmup` untimed calls; NaNs for no items."
+    import time
+    items = list(items)
+    if not items: return float('nan'), float('nan')
+    pick = [items[i] for i in np.linspace(0, len(items) - 1, min(n, len(items))).astype(np.int64)]
+    for x in pick[:warmup]: call(x)
+    t = []
+    for x in pick:
+        t0 = time.perf_counter(); call(x); t.append((time.perf_counter() - t0) * 1e3)
+    return float(np.percentile(t, 50)), float(np.percentile(t, 99))
 
 # %% ../nbs/00_core.ipynb #5b5b4efb
 def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generator:

@@ -189,7 +189,8 @@ def promotion_checks(client, name: str, v) -> list[dict]:
     if pc.max_calibration_error is not None:
         from yooptx.metrics import prediction_metrics
         pr = pl.read_parquet(Path(m['run_dir']) / 'predictions.parquet').filter((pl.col('split') == 'test') & (pl.col('encoder') == 'candidate'))
-        e = prediction_metrics(pr)['ece'].mean() if pr.height and 'ece' in prediction_metrics(pr).columns else None
+        pm = prediction_metrics(pr) if pr.height else None
+        e = pm['ece'].mean() if pm is not None and 'ece' in pm.columns else None
         out.append({'name': 'max_calibration_error', 'passed': e is not None and e <= pc.max_calibration_error,
                     'sentence': f"expected calibration error of the test predictions {e if e is None else round(e, 4)} (at most {pc.max_calibration_error})"})
     if pc.beat_champion:

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import torch
 from torch import nn
-from ..core import UserError, atomic_write, seed_everything
+from ..core import UserError, atomic_write, latency_ms, seed_everything
 from ..config import ExperimentConfig, RLSpec, from_dict, to_dict
 from ..metrics import trading_scores
 from ..predictions import params_hash, validate_predictions
@@ -280,21 +280,14 @@ def check_checkpoint(meta: dict, fold: int, data, where: str) -> None:
 @torch.inference_mode()
 def agent_latency(agent: RLAgent, market: Market, rows, n: int = 50) -> tuple[float, float]:
     "p50 and p99 milliseconds from a bar's window to the agent's target (the frozen encoder's summary included), over `n` rows after 5 warm-ups."
-    r = np.asarray(rows, np.int64)
-    if not r.size: return float('nan'), float('nan')
-    r = r[np.linspace(0, r.size - 1, min(n, r.size)).astype(np.int64)]
     vals, seen = torch.from_numpy(market.values), torch.from_numpy(market.observed)
-    out = []
-    for row in list(r[:5]) + list(r):
-        t0 = time.perf_counter()
+    def one(row):
         if agent.frozen is not None:
             win = torch.from_numpy(market.pos[[row]])[:, None] + torch.arange(1 - agent.frozen.window, 1)
             o = np.concatenate([agent.frozen(vals[win], seen[win]).summary.numpy(), [[0.0]]], 1).astype(np.float32)
         else: o = market.observe([row], [0.0])
         agent.act(o)
-        out.append((time.perf_counter() - t0) * 1e3)
-    t = np.array(out[5:])
-    return float(np.percentile(t, 50)), float(np.percentile(t, 99))
+    return latency_ms(one, np.asarray(rows, np.int64).tolist(), n)
 
 def _frame(market: Market, ro, data, name: str, h: str, fold: int, seed: int, split: str) -> pl.DataFrame:
     d = ro.decisions

@@ -150,9 +150,7 @@ def make_market(data,                       # ExperimentData
                       f"lower the window (rl.<agent>.window / train.window) or use a longer data set")
     if normalizer is None and normalize != 'none': normalizer = Normalizer(normalize, per_symbol).fit(data.features, f.train)
     feats = data.features
-    if normalizer is not None:
-        miss = [c for c in normalizer.to_dict().get('features', []) if c not in feats.columns]
-        if miss: raise RLError(f"the normalizer was fit on feature(s) {', '.join(miss)} that these data lack")
+    if normalizer is not None: normalizer.check_features(feats)      # names what is missing or extra
     layout = data.panel_layout() if hasattr(data, 'panel_layout') else None
     panel = BarPanel(feats, window, data.calendar, data.freq, layout=layout,
                      transform=normalizer.transform if normalizer is not None else None)
@@ -179,7 +177,7 @@ class Lanes:
         self.p = (b[:, 1] - b[:, 0] + 1).astype(np.float64); self.p /= self.p.sum()
         K, lag = self.K, self.ex.lag
         self.t, self.end, self.last = (np.zeros(K, np.int64) for _ in range(3))
-        self.prev, self.scale, self.equity, self.ret = np.zeros(K), np.ones(K), np.ones(K), np.zeros(K)
+        self.prev, self.scale, self.ret = np.zeros(K), np.ones(K), np.zeros(K)
         self.length = np.zeros(K, np.int64)
         self.queue = np.zeros((K, lag - 1))                 # targets decided, not yet held (latency)
         self.book = self.ex.start(K)
@@ -208,7 +206,7 @@ class Lanes:
         for f in ('w', 'target'): getattr(self.book, f)[idx] = 0.0
         for f in ('equity', 'equity_nc'): getattr(self.book, f)[idx] = 1.0
         self.book.started[idx] = False; self.book.alive[idx] = True
-        self.queue[idx] = 0.0; self.prev[idx] = 0.0; self.equity[idx] = 1.0; self.ret[idx] = 0.0; self.length[idx] = 0
+        self.queue[idx] = 0.0; self.prev[idx] = 0.0; self.ret[idx] = 0.0; self.length[idx] = 0
         warms = [self.m.market_returns(int(self.t[i]), self.warmup) for i in idx.tolist()]
         self.dsr.reset_lanes(idx, warms)
         self.scale[idx] = [float(np.std(w)) if w.size >= 2 and np.std(w) > 0 else 1.0 for w in warms]
@@ -250,10 +248,9 @@ class Lanes:
             ii = ending[j[ending] + k <= self.last[ending]]
             if not ii.size: break
             rows = j[ii] + k
-            out = self._bars(ii, rows, self.queue[ii, k - 1] if k - 1 < self.queue.shape[1] else np.zeros(ii.size), rows == self.last[ii])
+            out = self._bars(ii, rows, self.queue[ii, k - 1], rows == self.last[ii])
             net[ii] = (1 + net[ii]) * (1 + out['net']) - 1
             if record is not None: record.append((rows, out))
-        self.equity *= 1 + net
         if self.reward == 'dsr': r = self.dsr(net)
         elif self.reward == 'pnl': r = net / self.scale
         else: r = np.log(np.maximum(1 + net, 1e-12)) / self.scale
@@ -297,7 +294,7 @@ class TradingEnv(gym.Env):
         rec = []
         row = self.t
         obs, r, term, trunc, net = self.lanes.step(np.asarray(action, np.float64).reshape(-1), rec)
-        info = {'row': row, 'net': float(net[0]), 'position': float(self.lanes.prev[0]), 'equity': float(self.lanes.equity[0]),
+        info = {'row': row, 'net': float(net[0]), 'position': float(self.lanes.prev[0]), 'equity': float(self.lanes.book.equity[0]),
                 'n_clipped': self.n_clipped, 'bars': [{k: float(v[0]) for k, v in out.items()} for _, out in rec]}
         return obs[0].copy(), float(r[0]), bool(term[0]), bool(trunc[0]), info
 

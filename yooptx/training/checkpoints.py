@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import polars as pl
 import torch
-from ..core import UserError, release_memory
+from ..core import UserError, latency_ms, release_memory
 from ..datasets import BarPanel, WindowDataset
 from ..normalize import Normalizer
 from ..predictions import PRED_SCHEMA, validate_predictions
@@ -98,17 +98,13 @@ class Predictor:
     @torch.inference_mode()
     def latency(self, panel: BarPanel, rows, n: int = 50) -> tuple[float, float]:
         "p50 and p99 milliseconds of one forward pass on a batch of one window (the model's serving latency here), over `n` windows of `rows` after 5 warm-ups."
-        import time
         r = np.asarray(rows, np.int64)
         if not r.size: return float('nan'), float('nan')
-        ds = WindowDataset(self._own(panel), None, r[np.linspace(0, r.size - 1, min(n, r.size)).astype(np.int64)], self.window)
-        out = []
-        for i in list(range(min(5, len(ds)))) + list(range(len(ds))):
-            b = ds.batch(np.array([i])); t0 = time.perf_counter()
+        ds = WindowDataset(self._own(panel), None, r, self.window)
+        def one(i):
+            b = ds.batch(np.array([i]))
             self.model(b['past_values'], b['observed_mask'])
-            out.append((time.perf_counter() - t0) * 1e3)
-        t = np.array(out[min(5, len(ds)):])
-        return float(np.percentile(t, 50)), float(np.percentile(t, 99))
+        return latency_ms(one, range(len(ds)), n)
 
     def predict(self,
                 features: pl.DataFrame,            # raw (un-normalized) features: timestamp, symbol, the trained feature columns
