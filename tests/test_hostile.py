@@ -118,3 +118,53 @@ def test_corrupt_run_files_a_file_as_run_and_a_full_disk_are_user_errors(noise_r
     rc = main(['gate', str(noise_run), '--no-track'])
     err = capsys.readouterr().err
     assert rc == 2 and 'the disk is full (No space left on device' in err and 'this is a bug' not in err, err
+
+
+def _children(pid: int) -> list[int]:
+    "Live child processes of `pid` (from /proc)."
+    out = []
+    for st in Path('/proc').glob('[0-9]*/stat'):
+        try: f = st.read_text().rsplit(')', 1)[1].split()
+        except OSError: continue
+        if int(f[1]) == pid and f[0] != 'Z': out.append(int(st.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError: return False
+
+
+def _wait(cond, timeout: float) -> bool:
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond(): return True
+        time.sleep(0.2)
+    return cond()
+
+
+@pytest.mark.skipif(not Path('/proc/self/stat').exists(), reason='reads /proc')
+def test_sigterm_stops_cleanly_and_sigkill_leaves_no_orphan_workers(home, tmp_path):
+    import signal, subprocess
+    from conftest import REPO, YOOPTX
+    y = tmp_path / 'exp.yaml'
+    slow = {'encoders': {'cnn': {'params': {'d_model': 8, 'n_layers': 1, 'window': 8, 'batch_size': 32}}},
+            'baselines': ['buy_hold'], 'seeds': [0, 1, 2], 'splits': {'n_folds': 2}, 'budget': {'max_epochs': 50}}
+    y.write_text(yaml.safe_dump(dict(slow, data={'name': 'btc_1d'})))
+    env = dict(os.environ, YOOPTX_NO_TRACK='1')
+    for sig, rc_expected in ((signal.SIGTERM, 143), (signal.SIGKILL, -9)):
+        run = tmp_path / f'run_{sig.name}'
+        p = subprocess.Popen([str(YOOPTX), 'bakeoff', str(y), '--run', str(run), '--jobs', '2', '--quiet'], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        workers = []
+        def pool_started():                              # two spawned workers (plus multiprocessing's resource tracker)
+            workers[:] = [c for c in _children(p.pid) if 'spawn_main' in Path(f'/proc/{c}/cmdline').read_bytes().decode(errors='replace')]
+            return len(workers) == 2
+        assert _wait(pool_started, 120), (p.poll(), p.stderr.read() if p.poll() is not None else '')
+        helpers = _children(p.pid)
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == rc_expected, (sig, p.returncode, err)
+        if sig == signal.SIGTERM: assert 'terminated (SIGTERM)' in err and 'Traceback' not in err, err
+        assert _wait(lambda: not any(_alive(c) for c in helpers), 15), [c for c in helpers if _alive(c)]

@@ -4,14 +4,14 @@
 
 # %% ../nbs/31_cli.ipynb #995c4545
 from __future__ import annotations
-import argparse, json, logging, sys, time, traceback, warnings
+import argparse, json, logging, signal, sys, time, traceback, warnings
 import polars as pl
 from .core import UserError
 from .bars import FREQ_MINUTES
 
 # %% auto #0
 __all__ = ['cmd_data_list', 'cmd_data_ingest', 'cmd_data_check', 'cmd_data_resample', 'cmd_bakeoff', 'cmd_gate', 'cmd_track',
-           'cmd_registry', 'cmd_predict', 'cmd_demo', 'cmd_run', 'build_parser', 'main']
+           'cmd_registry', 'cmd_predict', 'cmd_demo', 'cmd_run', 'build_parser', 'Terminated', 'main']
 
 # %% ../nbs/31_cli.ipynb #6a6f82ea
 def _fmt_symbols(s: list[str]) -> str:
@@ -382,6 +382,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_run)
     return p
 
+class Terminated(KeyboardInterrupt):
+    "SIGTERM (what `timeout`, docker and Slurm send), raised where the program is so that it stops like Ctrl-C: workers stopped, files whole."
+
+def _on_sigterm():
+    "Turn SIGTERM into `Terminated` while the command runs (main thread only); returns the previous handler to restore."
+    import threading
+    if threading.current_thread() is not threading.main_thread(): return None
+    def handler(signum, frame): raise Terminated()
+    return signal.signal(signal.SIGTERM, handler)
+
 class _UserWarnings(logging.Handler):
     "Every warning the run lifecycle raises for the user (data windows, missing exogenous data, …) goes to stderr too."
     def filter(self, record): return getattr(record, 'user_warning', False)
@@ -395,10 +405,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e: return int(e.code or 0)
     lg, h = logging.getLogger('yooptx'), _UserWarnings()
     lg.addHandler(h)
+    old_term = _on_sigterm()
     try: return int(args.func(args) or 0)
     except UserError as e:
         if args.debug: traceback.print_exc()
         print(f"yooptx: error: {e}", file=sys.stderr); return 2
+    except Terminated:
+        print('yooptx: terminated (SIGTERM): stopped cleanly; a bake-off resumes with --run RUN_DIR', file=sys.stderr); return 143
     except KeyboardInterrupt:
         print('yooptx: interrupted', file=sys.stderr); return 130
     except Exception as e:
@@ -410,4 +423,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"again (a bake-off resumes with --run; every file is written whole or not at all)", file=sys.stderr)
             return 2
         print(f"yooptx: internal error: {type(e).__name__}: {e}\n(this is a bug; rerun with --debug for the traceback)", file=sys.stderr); return 1
-    finally: lg.removeHandler(h)
+    finally:
+        lg.removeHandler(h)
+        if old_term is not None: signal.signal(signal.SIGTERM, old_term)

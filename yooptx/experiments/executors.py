@@ -45,8 +45,21 @@ class LocalExecutor(InProcess):
 
 _WORKER: dict = {}
 
-def _init_worker(data, threads: int):
-    import torch
+def _watch_parent(parent: int, every: float = 0.5):
+    "Exit this worker as soon as the process that started it is gone (killed with -9, say): no orphan keeps training under PID 1."
+    import threading, time
+    def watch():
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent: os._exit(143)
+    threading.Thread(target=watch, name='yooptx-parent-watch', daemon=True).start()
+
+def _init_worker(data, threads: int, parent: int | None = None):
+    import signal, torch
+    if parent: _watch_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)        # Ctrl-C reaches the whole process group: the parent decides and stops us
+    if hasattr(signal, 'pthread_sigmask'):              # started while the parent held its signals (`_signals_deferred`)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     torch.set_num_threads(max(1, threads))
     _WORKER['data'] = data
 
@@ -63,15 +76,35 @@ class ProcessExecutor:
         self.jobs = _positive(jobs, 'jobs')
         self.threads = _positive(threads, 'threads') if threads is not None else default_threads(jobs)
     def map(self, fn: Callable, tasks: Sequence[dict], data, run_dir) -> Iterator[dict]:
-        with cf.ProcessPoolExecutor(
-            self.jobs, mp_context=mp.get_context('spawn'), initializer=_init_worker, initargs=(data, self.threads)
-        ) as ex:
-            futs = [ex.submit(_in_worker, fn, t, str(run_dir)) for t in tasks]
-            try:
-                for f in cf.as_completed(futs): yield f.result()
-            except BaseException:
-                for f in futs: f.cancel()
-                raise
+        ex = cf.ProcessPoolExecutor(self.jobs, mp_context=mp.get_context('spawn'), initializer=_init_worker,
+                                    initargs=(data, self.threads, os.getpid()))
+        try:
+            with _signals_deferred():                    # a worker half-started when Ctrl-C/SIGTERM lands would escape _stop_workers
+                futs = [ex.submit(_in_worker, fn, t, str(run_dir)) for t in tasks]
+            for f in cf.as_completed(futs): yield f.result()
+        except BaseException:                            # interrupted (Ctrl-C, SIGTERM) or a trial raised: stop the workers now
+            _stop_workers(ex)
+            raise
+        finally: ex.shutdown(wait=True, cancel_futures=True)
+
+@contextlib.contextmanager
+def _signals_deferred():
+    "Hold SIGINT and SIGTERM until the block is done (they are delivered right after it)."
+    import signal
+    if not hasattr(signal, 'pthread_sigmask'): yield; return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try: yield
+    finally: signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+def _stop_workers(ex: cf.ProcessPoolExecutor, grace: float = 5.0):
+    "Cancel what has not started and terminate the workers (a running trial is abandoned; its trial id is simply not in the ledger)."
+    procs = list((getattr(ex, '_processes', None) or {}).values())
+    for p in procs:
+        if p.is_alive(): p.terminate()
+    for p in procs:
+        p.join(grace)
+        if p.is_alive(): p.kill()
+    ex.shutdown(wait=False, cancel_futures=True)
 
 def make_executor(jobs: int | None = 1,          # trials at once; None: `default_jobs(n_tasks)`
                   threads: int | None = None,    # torch threads per trial; None: `default_threads(jobs)`
