@@ -1,6 +1,6 @@
 """The `yooptx` command as a user runs it: real samples listed and checked, and every kind of bad input
 refused with one clear message, exit code 2, no traceback and nothing written to the catalog."""
-import json, shutil, zipfile
+import json, re, shutil, zipfile
 from pathlib import Path
 import polars as pl
 import pytest
@@ -125,10 +125,23 @@ BAD_INGEST = {
     'missing column': (lambda t: (pl.read_csv(_good_csv(t / 'm.csv')).drop('High').write_csv(t / 'm.csv'), t / 'm.csv')[1], [],
                        ['missing required column(s) high', 'columns found: Date, Open, Low, Close, Volume']),
     'unparseable timestamps': (lambda t: _good_csv(t / 'u.csv', Date=['soon'] * 5), [], ['could not parse timestamps', 'soon']),
-    'duplicate bars': (lambda t: _good_csv(t / 'd.csv', Date=['2021-01-04'] * 5), [], ['share a (symbol, timestamp)']),
+    'duplicate bars': (lambda t: _good_csv(t / 'd.csv', Date=['2021-01-04', '2021-01-05', '2021-01-05', '2021-01-06', '2021-01-07']), [],
+                       ['share a (symbol, timestamp)']),
     'NaN price': (lambda t: _good_csv(t / 'x.csv', Close=[1.5, float('nan'), 1.5, 1.5, 1.5]), [], ["NaN/inf/missing value(s) in 'close'"]),
     'inf price': (lambda t: _good_csv(t / 'i.csv', Open=[1.0, float('inf'), 1.0, 1.0, 1.0]), [], ["NaN/inf/missing value(s) in 'open'"]),
     'high < low': (lambda t: _good_csv(t / 'h.csv', High=[2.0, 0.1, 2.0, 2.0, 2.0]), [], ['high < low']),
+    'close <= 0': (lambda t: _good_csv(t / 'c0.csv', Close=[1.5, 0.0, 1.5, 1.5, 1.5]), [],
+                   ['1 bar(s) with prices <= 0, first: C0 @ 2021-01-05', 'close 0.0', '--drop-invalid']),
+    'OHLC all zero': (lambda t: _good_csv(t / 'z0.csv', Open=[1.0, 0.0, 1.0, 1.0, 1.0], High=[2.0, 0.0, 2.0, 2.0, 2.0],
+                                          Low=[0.5, 0.0, 0.5, 0.5, 0.5], Close=[1.5, 0.0, 1.5, 1.5, 1.5]), [], ['prices <= 0', '2021-01-05']),
+    'close above high': (lambda t: _good_csv(t / 'ch.csv', Close=[1.5, 1.5, 3.0, 1.5, 1.5]), [],
+                         ['1 bar(s) with open or close outside [low, high], first:', '2021-01-06', '--drop-invalid']),
+    'negative volume': (lambda t: _good_csv(t / 'nv.csv', Volume=[10.0, -2.0, 10.0, 10.0, 10.0]), [],
+                        ['NaN, inf or negative volume', '2021-01-05', '--drop-invalid']),
+    'a huge single line': (lambda t: _write(t / 'wide.csv', b'0,' * 600_000), [], ['line 1 is longer than 1,048,576 bytes']),
+    'thousands of columns': (lambda t: _write(t / 'cols.csv', b','.join(b'c%d' % i for i in range(2000)) + b'\n' + b'1,' * 1999 + b'1\n'), [],
+                             ['the header has 2,000 columns (the limit is 1,000)']),
+    'malformed sha256': (lambda t: _good_csv(t / 'g.csv'), ['--sha256', 'zz'], ["--sha256 'zz' is malformed: a SHA-256 is 64 hexadecimal digits"]),
     'unsupported file type': (lambda t: _write(t / 'x.xlsx', b'PK'), [], ['unsupported file type']),
     'bad name': (lambda t: _good_csv(t / 'ok.csv'), ['--name', 'Bad Name!'], ['is not allowed']),
     'encrypted zip': (lambda t: _encrypted(t / 'e.zip'), [], ['cannot be read', 'without a password']),
@@ -165,6 +178,21 @@ def test_bad_ingest_exits_2_and_writes_nothing(case, home, tmp_path):
     assert err.startswith('yooptx: error: ') and 'Traceback' not in err and err.count('\n') == 1, err
     for n in needles: assert n in err, (n, err)
     assert tree(home) == before                             # nothing written to the catalog
+
+
+SUGGEST_DROP = ['duplicate bars', 'NaN price', 'inf price', 'high < low', 'close <= 0', 'close above high', 'negative volume']
+
+
+@pytest.mark.parametrize('case', SUGGEST_DROP)
+def test_every_bad_row_kind_ingest_refuses_is_dropped_by_the_flag_it_suggests(case, home, tmp_path):
+    src = BAD_INGEST[case][0](tmp_path)
+    rc, out, err = run_cli('data', 'ingest', src, '--name', 'mine')
+    assert rc == 2 and '--drop-invalid' in err, err
+    rc, out, err = run_cli('data', 'ingest', src, '--name', 'mine', '--drop-invalid')
+    assert rc == 0, err
+    assert re.search(r'dropped \d+ invalid row\(s\): \d+ ', out + err), out + err
+    rc, out, err = run_cli('data', 'check', 'mine')
+    assert rc == 0 and 'mine: 4 bars of 1D' in out, (out, err)   # the one bad row of the 5 dropped
 
 
 def test_sha256_mismatch_against_manifest(home, tmp_path):

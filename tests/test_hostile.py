@@ -168,3 +168,17 @@ def test_sigterm_stops_cleanly_and_sigkill_leaves_no_orphan_workers(home, tmp_pa
         assert p.returncode == rc_expected, (sig, p.returncode, err)
         if sig == signal.SIGTERM: assert 'terminated (SIGTERM)' in err and 'Traceback' not in err, err
         assert _wait(lambda: not any(_alive(c) for c in helpers), 15), [c for c in helpers if _alive(c)]
+
+
+def test_a_window_longer_than_a_fold_is_refused_at_plan_time_and_its_fix_works(tmp_path):
+    import re
+    from yooptx.core import UserError
+    cfg = load_config(dict(TINY, seeds=[0]), ['encoders.cnn.params.window=2000'])
+    data = prepare(cfg, bars=random_walk(500, seed=3), calendar='XNYS')
+    with pytest.raises(UserError, match=r"encoder 'cnn' reads windows of 2000 bars \(encoders.cnn.params.window\) but the training rows of fold\(s\) 0, 1 have at most \d+, \d+ bars") as e:
+        bakeoff(cfg, data=data, run_dir=tmp_path / 'run', progress=False)
+    assert not (tmp_path / 'run').exists()
+    fix = re.search(r'--set (\S+)\)', str(e.value)).group(1)
+    cfg = load_config(dict(TINY, seeds=[0]), [fix])
+    run = bakeoff(cfg, data=prepare(cfg, bars=random_walk(500, seed=3), calendar='XNYS'), run_dir=tmp_path / 'run', progress=False)
+    assert json.loads((run / 'selection.json').read_text())['candidate'] == 'cnn'

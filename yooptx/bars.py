@@ -11,7 +11,7 @@ from .core import UserError
 
 # %% auto #0
 __all__ = ['PRICE_COLS', 'BARS_SCHEMA', 'FREQ_MINUTES', 'DataError', 'freq_minutes', 'freq_delta', 'infer_freq', 'examples',
-           'is_sorted_bars', 'validate_bars', 'empty_bars']
+           'is_sorted_bars', 'bad_bar_rules', 'bad_bar_counts', 'check_bar_values', 'validate_bars', 'empty_bars']
 
 # %% ../nbs/01_bars.ipynb #df19fa8b
 class DataError(UserError):
@@ -65,6 +65,44 @@ def is_sorted_bars(df: pl.DataFrame) -> bool:
           | (pl.col('symbol') < pl.col('symbol').shift(1))
     return not df.select(bad.fill_null(False).any()).item()
 
+def bad_bar_rules(close_only: bool = False) -> dict[str, tuple[str, pl.Expr]]:
+    """Every kind of bar whose values are wrong, as {kind: (what is wrong, expression true on such a row)}: one list for the
+    bars contract, ingest's refusals, `--drop-invalid` and the quality report, so they cannot drift apart."""
+    cols = ['close'] if close_only else list(PRICE_COLS)
+    rules = {
+        'nan_inf': (f"NaN, inf or missing {'/'.join(cols)}",
+                    pl.any_horizontal([pl.col(c).is_null() | pl.col(c).is_nan() | pl.col(c).is_infinite() for c in cols])),
+        'nonpositive': ('prices <= 0', pl.any_horizontal([(pl.col(c) <= 0).fill_null(False) for c in cols])),
+    }
+    if close_only: return rules
+    hl = (pl.col('high') < pl.col('low')).fill_null(False)
+    return rules | {
+        'high_low': ('high < low', hl),
+        'open_close_range': ('open or close outside [low, high]',
+                             ((pl.max_horizontal('open', 'close') > pl.col('high') * (1 + 1e-9))
+                              | (pl.min_horizontal('open', 'close') < pl.col('low') * (1 - 1e-9))).fill_null(False) & ~hl),
+        'volume': ('NaN, inf or negative volume',
+                   (pl.col('volume').is_nan() | pl.col('volume').is_infinite() | (pl.col('volume') < 0)).fill_null(False)),
+    }
+
+def bad_bar_counts(df: pl.DataFrame, close_only: bool = False) -> dict[str, int]:
+    "Rows of `df` breaking each rule of `bad_bar_rules` (kinds with none left out)."
+    rules = bad_bar_rules(close_only)
+    n = df.select([e.sum().alias(k) for k, (_, e) in rules.items()]).row(0, named=True)
+    return {k: int(v) for k, v in n.items() if v}
+
+def check_bar_values(df: pl.DataFrame, source: str = 'bars', close_only: bool = False, fix: str = '',
+                     kinds: tuple[str, ...] | None = None) -> None:
+    "Raise a DataError naming the first kind (of `kinds`; None: all) of bad bar in `df` (count and first offending rows), and `fix`."
+    for kind, (what, e) in bad_bar_rules(close_only).items():
+        if kinds is not None and kind not in kinds: continue
+        n = int(df.select(e.sum()).item())
+        if not n: continue
+        row = df.filter(e).row(0, named=True)
+        vals = ', '.join(f"{c} {row[c]}" for c in (*PRICE_COLS, 'volume') if c in row and row[c] is not None)
+        raise DataError(f"{source}: {n:,} bar(s) with {what}, first: {examples(df.filter(e), 1)[0]} ({vals}); "
+                        + (fix or 'repair or drop those bars'))
+
 def validate_bars(df: pl.DataFrame, source: str = 'bars', close_only: bool | None = None) -> pl.DataFrame:
     "Check `df` against the bars contract; return it unchanged or raise a `DataError` saying what to fix."
     if not isinstance(df, pl.DataFrame):
@@ -102,20 +140,7 @@ def validate_bars(df: pl.DataFrame, source: str = 'bars', close_only: bool | Non
                 f"{source}: {n} NaN/inf/missing value(s) in {c!r}, e.g. {_first_rows(df, bad)}; drop or repair those"
                 " bars"
             )
-    if not close_only:
-        hl = pl.col('high') < pl.col('low')
-        n = int(df.select(hl.sum()).item())
-        if n:
-            raise DataError(
-                f"{source}: {n} bar(s) with high < low, e.g. {_first_rows(df, hl)}; the source is corrupt there: fix or"
-                " drop those bars"
-            )
-        vbad = pl.col('volume').is_nan() | pl.col('volume').is_infinite() | (pl.col('volume') < 0)
-        n = int(df.select(vbad.fill_null(False).sum()).item())
-        if n:
-            raise DataError(
-                f"{source}: {n} NaN/inf/negative volume value(s), e.g. {_first_rows(df, vbad.fill_null(False))}"
-            )
+    check_bar_values(df, source, close_only, 'the source is corrupt there: fix or drop those bars', kinds=('high_low', 'volume'))
     return df
 
 def empty_bars() -> pl.DataFrame: return pl.DataFrame(schema=BARS_SCHEMA)

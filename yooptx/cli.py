@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('--close-only', action='store_true', help='the source has only close prices')
     q.add_argument('--sha256', help='expected SHA-256 of the file; refuse it on mismatch')
     q.add_argument(
-        '--drop-invalid', action='store_true', help='drop duplicate/NaN/high<low rows instead of refusing the file'
+        '--drop-invalid', action='store_true', help='drop every row ingest would refuse (duplicates, NaN/inf or non-positive prices, high < low, open/close outside [low, high], bad volume) and report the counts by kind'
     )
     q.add_argument('--overwrite', action='store_true', help='replace an existing data set of that name')
     q.add_argument('--license', help='license of the data, recorded in the manifest')

@@ -10,14 +10,15 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import polars as pl
 from .core import UserError, atomic_write, samples_dir, yooptx_home
-from .bars import BARS_SCHEMA, DataError, FREQ_MINUTES, examples, freq_minutes, infer_freq, validate_bars
+from .bars import BARS_SCHEMA, DataError, FREQ_MINUTES, bad_bar_rules, check_bar_values, examples, freq_minutes, infer_freq, validate_bars
 from .calendars import calendar_name
 from .quality import FIT_CALENDARS, MAX_OUTSIDE_SHARE, QualityReport, adjust as adjust_bars, best_calendar, check_bars, outside_sessions
 from .resample import resample as resample_bars
 
 # %% auto #0
-__all__ = ['NAME_RE', 'ALIASES', 'DATA_SUFFIXES', 'FILE_SUFFIXES', 'ADJUST_MODES', 'sha256_file', 'to_bars', 'gunzip',
-           'read_zip_members', 'symbol_from_filename', 'symbol_matches_name', 'adjust_mode', 'DataCatalog']
+__all__ = ['NAME_RE', 'ALIASES', 'DATA_SUFFIXES', 'FILE_SUFFIXES', 'MAX_CSV_LINE', 'MAX_CSV_COLUMNS', 'ADJUST_MODES',
+           'sha256_file', 'to_bars', 'gunzip', 'read_zip_members', 'symbol_from_filename', 'symbol_matches_name',
+           'drop_invalid_bars', 'adjust_mode', 'DataCatalog']
 
 # %% ../nbs/05_data.ipynb #a86cb72c
 def sha256_file(path, chunk: int = 1 << 20) -> str:
@@ -257,17 +258,42 @@ def read_zip_members(path: Path, max_bytes: int = 2 << 30, max_ratio: float = 10
             )
         return members
 
+MAX_CSV_LINE, MAX_CSV_COLUMNS = 1 << 20, 1000   # bytes in a line, columns in the header: bars files are far below both
+
+def _check_csv_shape(data: bytes, src: str, max_line: int = MAX_CSV_LINE, max_columns: int = MAX_CSV_COLUMNS) -> bytes:
+    "The separator of CSV bytes `data` (sniffed from the header); refuses, before any parsing, lines or headers no bars file has."
+    buf, prev, lines, first = np.frombuffer(data, np.uint8), -1, 0, None
+    for a in range(0, len(data) + 1, 1 << 26):                  # in chunks: no temporary as large as the file
+        ends = np.flatnonzero(buf[a:a + (1 << 26)] == 10) + a
+        if a + (1 << 26) >= len(data): ends = np.append(ends, len(data))
+        if not ends.size:
+            if len(data) - prev > max_line: ends = np.array([min(len(data), prev + max_line + 1)])
+            else: continue
+        if first is None: first = int(ends[0])
+        gaps = np.diff(ends, prepend=prev)
+        if gaps.max() > max_line:
+            at = lines + int(gaps.argmax()) + 1
+            raise DataError(f"{src}: line {at:,} is longer than {max_line:,} bytes (the limit): not a bars CSV, whose lines hold one bar "
+                            "each (e.g. Date,Open,High,Low,Close,Volume); check the file, or convert it to one bar per line")
+        prev, lines = int(ends[-1]), lines + ends.size
+    header = data[:first if first is not None else len(data)]
+    sep = max((b',', b';', b'\t', b'|'), key=header.count)
+    n = header.count(sep) + 1
+    if n > max_columns:
+        raise DataError(f"{src}: the header has {n:,} columns (the limit is {max_columns:,}): a bars file has a handful "
+                        "(timestamp, open, high, low, close, volume[, symbol, adjusted close]); is the file transposed?")
+    return sep if header.count(sep) else b','
+
 def _read_table(data: bytes, name: str, src: str) -> pl.DataFrame:
     "A CSV (separator sniffed from the header) or parquet file's bytes as a polars frame."
     is_pq = name.lower().endswith(('.parquet', '.pq'))
     try:
         if is_pq: return pl.read_parquet(io.BytesIO(data))
-        header = data[:4096].split(b'\n', 1)[0]
-        sep = max((b',', b';', b'\t', b'|'), key=header.count)
+        sep = _check_csv_shape(data, src)
         # infer dtypes from every row: a volume column may turn fractional far into the file
         return pl.read_csv(
             io.BytesIO(data),
-            separator=sep.decode() if header.count(sep) else ',',
+            separator=sep.decode(),
             infer_schema_length=None,
             try_parse_dates=False,
         )
@@ -296,6 +322,20 @@ def symbol_matches_name(symbol: str, name: str) -> bool:
     return bool(s) and (s in n or any(len(t) >= 2 and t in s for t in _name_tokens(name)))
 
 # %% ../nbs/05_data.ipynb #f2ad5e6d
+def _counts(d: dict) -> str: return ', '.join(f"{n:,} {k}" for k, n in d.items())
+
+def drop_invalid_bars(bars: pl.DataFrame, close_only: bool = False) -> tuple[pl.DataFrame, dict[str, int]]:
+    """`bars` without every row kind ingest refuses (repeated (symbol, timestamp) rows after the first, then each kind of
+    `yooptx.bars.bad_bar_rules`), and the rows dropped by kind (a row counts under the first kind it breaks)."""
+    out, n0 = {}, bars.height
+    bars = bars.unique(['symbol', 'timestamp'], keep='first', maintain_order=True)
+    if n0 - bars.height: out['duplicate (symbol, timestamp)'] = n0 - bars.height
+    for kind, (what, e) in bad_bar_rules(close_only).items():
+        n = bars.height
+        bars = bars.filter(~e)
+        if n - bars.height: out[what] = n - bars.height
+    return bars, out
+
 def _iso(t) -> str | None: return None if t is None else t.isoformat()
 
 def _parse_when(v, what: str):
@@ -497,6 +537,8 @@ class DataCatalog:
         path = Path(path).expanduser()
         if not path.exists(): raise DataError(f"{path}: no such file")
         if path.is_dir(): raise DataError(f"{path}: is a folder; give a .csv, .parquet or .zip file")
+        if sha256 is not None and not re.fullmatch(r'[0-9a-fA-F]{64}', sha256.strip()):
+            raise DataError(f"--sha256 {sha256[:80]!r} is malformed: a SHA-256 is 64 hexadecimal digits (as `sha256sum FILE` prints)")
         digest = sha256_file(path)
         if sha256 is not None and digest.lower() != sha256.lower().strip():
             raise DataError(f"{path}: SHA-256 mismatch (expected {sha256[:12]}…, file {digest[:12]}…); the file is not the one you meant, or it is corrupt")
@@ -524,18 +566,15 @@ class DataCatalog:
         bars = pl.concat(frames, how='diagonal_relaxed').sort('symbol', 'timestamp', maintain_order=True)
         if 'adj_close' in bars.columns and bars['adj_close'].is_null().all(): bars = bars.drop('adj_close')
         notes = []
+        if drop_invalid: bars, dropped = drop_invalid_bars(bars, close_only)
+        fix = '' if drop_invalid else '; or ingest with drop_invalid=True (--drop-invalid) to drop such rows'
+        try:
+            validate_bars(bars, source=path.name, close_only=close_only)
+            check_bar_values(bars, path.name, close_only, 'repair or drop those bars' + fix)   # what `data check` calls errors
+        except DataError as e: raise DataError(str(e) + ('' if 'drop_invalid=True' in str(e) else fix))
         if drop_invalid:
-            n0 = bars.height
-            bars = bars.unique(['symbol', 'timestamp'], keep='first', maintain_order=True)
-            n1 = bars.height
-            price_cols = ['close'] if close_only else ['open', 'high', 'low', 'close']
-            ok = pl.all_horizontal([pl.col(c).is_not_null() & pl.col(c).is_finite() for c in price_cols])
-            if not close_only: ok = ok & (pl.col('high') >= pl.col('low'))
-            bars = bars.filter(ok)
-            if n0 - n1: notes.append(f"dropped {n0 - n1} duplicate (symbol, timestamp) rows")
-            if n1 - bars.height: notes.append(f"dropped {n1 - bars.height} rows with NaN/inf prices or high < low")
-        try: validate_bars(bars, source=path.name, close_only=close_only)
-        except DataError as e: raise DataError(str(e) + ('' if drop_invalid else '; or ingest with drop_invalid=True (--drop-invalid) to drop such rows'))
+            if not bars.height: raise DataError(f"{path.name}: --drop-invalid dropped every row ({_counts(dropped)}): the file holds no valid bar")
+            if dropped: notes.append(f"dropped {sum(dropped.values()):,} invalid row(s): {_counts(dropped)}")
         if 'adj_close' in bars.columns:
             bad = bars.filter(pl.col('adj_close').is_not_null() & ~(pl.col('adj_close').is_finite() & (pl.col('adj_close') > 0)))
             if bad.height:

@@ -11,7 +11,7 @@ import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 from .core import UserError
 from .config import LabelsConfig
-from .bars import DataError, is_sorted_bars
+from .bars import DataError, examples, is_sorted_bars
 
 # %% auto #0
 __all__ = ['KINDS', 'THREE_CLASS', 'LabelError', 'LabelSpec', 'make_labels', 'labels_from_spec', 'label_horizon',
@@ -114,8 +114,10 @@ def _check_frame(bars: pl.DataFrame) -> pl.DataFrame:
             "bars: rows are not sorted by (symbol, timestamp) with one bar per pair; sort with bars.sort('symbol',"
             " 'timestamp')"
         )
-    nonpos = bars.select((pl.col('close') <= 0).fill_null(False).sum()).item()
-    if nonpos: raise DataError(f"bars: {nonpos} close price(s) <= 0; log returns need positive prices")
+    nonpos = (pl.col('close') <= 0).fill_null(False)
+    n = bars.select(nonpos.sum()).item()
+    if n: raise DataError(f"bars: {n} close price(s) <= 0, first: {examples(bars.filter(nonpos), 1)[0]}; log returns need positive "
+                          "prices: repair or drop those bars (`yooptx data check` lists them; ingest refuses them)")
     return bars
 
 def _lead(x: np.ndarray, k: int, block: np.ndarray, fill=np.nan) -> np.ndarray:

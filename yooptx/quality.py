@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, asdict
 from typing import Literal
 import numpy as np
 import polars as pl
-from .bars import BARS_SCHEMA, DataError, PRICE_COLS, examples, freq_minutes
+from .bars import BARS_SCHEMA, DataError, PRICE_COLS, bad_bar_rules, examples, freq_minutes
 from .calendars import assign_sessions, bar_times, calendar_name, sessions
 
 # %% auto #0
@@ -121,27 +121,13 @@ def _check_structure(df):
     return out
 
 def _check_values(df, close_only):
+    "The bad-bar kinds of `yooptx.bars.bad_bar_rules` (those ingest refuses) as error findings; volume has its own section."
+    rules = bad_bar_rules(close_only)
+    finding = {'nan_inf': 'nan_inf', 'nonpositive': 'nonpositive', 'high_low': 'ohlc', 'open_close_range': 'ohlc', 'volume': 'volume'}
     out = []
-    cols = ['close'] if close_only else list(PRICE_COLS)
-    bad = pl.any_horizontal([pl.col(c).is_null() | pl.col(c).is_nan() | pl.col(c).is_infinite() for c in cols])
-    b = df.filter(bad)
-    if b.height:
-        out.append(
-            Finding('nan_inf', 'error', b.height, f"NaN, inf or missing values in {', '.join(cols)}", examples(b))
-        )
-    nonpos = df.filter(pl.any_horizontal([pl.col(c) <= 0 for c in cols]).fill_null(False))
-    if nonpos.height: out.append(Finding('nonpositive', 'error', nonpos.height, 'prices <= 0', examples(nonpos)))
-    if close_only: return out
-    hl = df.filter((pl.col('high') < pl.col('low')).fill_null(False))
-    if hl.height: out.append(Finding('ohlc', 'error', hl.height, 'high < low', examples(hl)))
-    oc = df.filter(
-        (
-            (pl.max_horizontal('open', 'close') > pl.col('high') * (1 + 1e-9))
-            | (pl.min_horizontal('open', 'close') < pl.col('low') * (1 - 1e-9))
-        ).fill_null(False)
-        & (pl.col('high') >= pl.col('low'))
-    )
-    if oc.height: out.append(Finding('ohlc', 'error', oc.height, 'open or close outside [low, high]', examples(oc)))
+    for kind, (what, e) in rules.items():
+        b = df.filter(e)
+        if b.height: out.append(Finding(finding[kind], 'error', b.height, what, examples(b)))
     return out
 
 def _check_volume(df, close_only, min_zero_run, z_max):

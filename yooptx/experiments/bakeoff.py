@@ -34,7 +34,7 @@ from yooptx.experiments.selection import (
 
 # %% auto #0
 __all__ = ['log', 'BASELINE_DIR', 'CANDIDATE', 'baseline_tasks', 'plan_trials', 'available_memory', 'memory_estimate',
-           'check_memory', 'assemble', 'run_metrics', 'bakeoff']
+           'check_windows', 'check_memory', 'assemble', 'run_metrics', 'bakeoff']
 
 # %% ../../nbs/experiments/53_bakeoff.ipynb #2426551a
 log = logging.getLogger('yooptx.bakeoff')
@@ -101,6 +101,26 @@ def memory_estimate(data: ExperimentData, task: dict) -> dict:
     }
     out['total'] = sum(out.values())
     return out
+
+def check_windows(data: ExperimentData, tasks: Sequence[dict]) -> None:
+    "Refuse (UserError with the numbers and the fix) an encoder whose window is longer than a fold's training rows have history."
+    seen = {(t['encoder'], t['params_hash']): t for t in tasks if t.get('kind') == 'encoder'}
+    if not seen: return
+    local, folds = data.panel_layout().local_of_row, {f.fold: f for f in data.folds}
+    for (name, _), t in seen.items():
+        L = resolve_params(data.config, name, t['params'])[1].window
+        used = sorted({u['fold'] for u in tasks if u.get('encoder') == name and u['fold'] in folds})
+        hist = {k: int(local[folds[k].train].max()) + 1 if len(folds[k].train) else 0 for k in used}
+        short = {k: h for k, h in hist.items() if h < L}
+        if not short: continue
+        key = f"encoders.{name}.params.window" if 'window' in t['params'] else 'train.window'
+        fit = min(hist.values())
+        raise UserError(
+            f"encoder {name!r} reads windows of {L} bars ({key}) but the training rows of fold(s) "
+            f"{', '.join(str(k) for k in short)} have at most {', '.join(str(h) for h in short.values())} bars of history: "
+            f"use a window that fits every fold (--set {key}={fit}) or give the first fold more history "
+            f"(fewer splits.n_folds, now {data.config.splits.n_folds}, or more data)"
+        )
 
 def check_memory(data: ExperimentData, tasks: Sequence[dict], jobs: int = 1, available: int | None = None) -> None:
     "Refuse (UserError naming the estimate and the knobs) when the largest encoder trial × `jobs` would not fit in memory."
@@ -294,6 +314,7 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
         else set()
     )
     executor = make_executor(jobs, threads, n_tasks=sum(t['trial_id'] not in done for t in tasks))
+    check_windows(data, [t for t in tasks if t['trial_id'] not in done])
     check_memory(data, [t for t in tasks if t['trial_id'] not in done], executor.jobs)   # refused before the run folder is made
     with session(cfg, data, run_dir) as s:
         bar = tqdm(
