@@ -182,3 +182,70 @@ def test_a_window_longer_than_a_fold_is_refused_at_plan_time_and_its_fix_works(t
     cfg = load_config(dict(TINY, seeds=[0]), [fix])
     run = bakeoff(cfg, data=prepare(cfg, bars=random_walk(500, seed=3), calendar='XNYS'), run_dir=tmp_path / 'run', progress=False)
     assert json.loads((run / 'selection.json').read_text())['candidate'] == 'cnn'
+
+
+def test_a_checkpoint_declaring_huge_sizes_is_refused_before_allocating(noise_run, tmp_path):
+    import resource
+    from yooptx.training.checkpoints import CheckpointError, load
+    src = next((noise_run / 'checkpoints').rglob('*.ckpt'))
+    load(src)                                                   # the real one loads
+    ck = torch.load(src, map_location='cpu', weights_only=True)
+    for d in (12000, 10 ** 6):
+        bad = tmp_path / f'd{d}.ckpt'
+        torch.save({**ck, 'yooptx': {**ck['yooptx'], 'encoder_params': {**ck['yooptx']['encoder_params'], 'd_model': d}}}, bad)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with pytest.raises(CheckpointError, match=rf"checkpoint {bad}: (weights do not fit the model its metadata describes .*declared|its metadata describes a model that cannot be built)"):
+            load(bad)
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000     # KiB: nothing near the 1.1 GB it used to take
+
+
+def test_small_ones(home, tmp_path, monkeypatch, capsys):
+    import stat, warnings
+    import numpy as np, polars as pl
+    import yooptx.experiments.bakeoff as B
+    from yooptx.cli import main
+    from yooptx.config import SplitsConfig
+    from yooptx.core import UserError
+    from yooptx.data import DataCatalog
+    from yooptx.quality import check_bars
+    from yooptx.splits import SplitError, walk_forward_from_config
+    # bad --jobs and unknown encoder params are refused before any data are prepared
+    def no_prep(*a, **k): raise AssertionError('data prepared before the config was checked')
+    monkeypatch.setattr(B, 'prepare', no_prep)
+    with pytest.raises(UserError, match='jobs=0: expected an integer >= 1'): bakeoff(load_config(TINY), jobs=0, run_dir=tmp_path / 'r')
+    with pytest.raises(UserError, match="unknown param 'bogus'"): bakeoff(load_config(TINY, ['encoders.cnn.params.bogus=3']), run_dir=tmp_path / 'r')
+    assert not (tmp_path / 'r').exists()
+    # split errors give their advice in config keys that exist
+    ts = random_walk(60, seed=0)['timestamp']
+    with pytest.raises(SplitError) as e: walk_forward_from_config(ts, SplitsConfig(n_folds=20), horizon=5)
+    assert 'splits.n_folds, now 20' in str(e.value) and 'train_size' not in str(e.value) and 'initial_train' not in str(e.value), e.value
+    with pytest.raises(SplitError) as e: walk_forward_from_config(ts, SplitsConfig(n_folds=2, val_fraction=0.01), horizon=1)
+    assert 'raise splits.val_fraction' in str(e.value) and 'train_size' not in str(e.value), e.value
+    # a huge value is abridged in the error, not echoed whole
+    with pytest.raises(ConfigError) as e: load_config({'seeds': 'x' * 100_000})
+    assert len(str(e.value)) < 300
+    # ingested parquet files read like the manifest (not mkstemp's 0600); daily bars written with changing UTC offsets keep their dates
+    csv = tmp_path / 'eu.csv'
+    csv.write_text('Date,Open,High,Low,Close,Volume\n' + ''.join(f'{d}T00:00:00{o},1,2,0.5,1.5,10\n' for d, o in
+                   (('2021-03-25', '+01:00'), ('2021-03-26', '+01:00'), ('2021-03-29', '+02:00'), ('2021-03-30', '+02:00'))))
+    cat = DataCatalog()
+    cat.ingest(csv, 'eu', calendar='XNYS')
+    files = list((home / 'catalog').glob('eu-*.parquet'))
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)
+    assert len(files) == 1 and mode(files[0]) == mode(home / 'catalog' / 'MANIFEST.json'), [oct(mode(f)) for f in files]
+    bars = cat.load('eu')
+    assert [str(t.date()) for t in bars['timestamp']] == ['2021-03-25', '2021-03-26', '2021-03-29', '2021-03-30']
+    # data check on bad bars: findings, no numpy RuntimeWarning
+    bad = bars.with_columns(close=pl.Series([1.5, 0.0, -1.0, float('nan')]))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        rep = check_bars(bad, '1D', 'XNYS')
+    assert {f.check for f in rep.findings if f.severity == 'error'} >= {'nonpositive', 'nan_inf'}
+
+
+def test_no_code_runs_from_a_report_parameter(noise_run, tmp_path):
+    flag = tmp_path / 'pwned'
+    evil = f"""x'"\\"); __import__('os').system('touch {flag}'); ("' #"""      # both quotes, a backslash, a comment
+    rc, out, err = run_cli('run', 'attention', '--run', noise_run, '--no-render', '--quiet', '-p', 'encoder', 'cnn', '-p', 'symbol', evil)
+    assert not flag.exists(), err
+    assert rc == 1 and f"symbol {evil!r} is not in the data" in err, err      # it arrived as data, verbatim

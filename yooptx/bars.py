@@ -69,18 +69,18 @@ def bad_bar_rules(close_only: bool = False) -> dict[str, tuple[str, pl.Expr]]:
     """Every kind of bar whose values are wrong, as {kind: (what is wrong, expression true on such a row)}: one list for the
     bars contract, ingest's refusals, `--drop-invalid` and the quality report, so they cannot drift apart."""
     cols = ['close'] if close_only else list(PRICE_COLS)
+    nan_inf = pl.any_horizontal([pl.col(c).is_null() | pl.col(c).is_nan() | pl.col(c).is_infinite() for c in cols])
     rules = {
-        'nan_inf': (f"NaN, inf or missing {'/'.join(cols)}",
-                    pl.any_horizontal([pl.col(c).is_null() | pl.col(c).is_nan() | pl.col(c).is_infinite() for c in cols])),
+        'nan_inf': (f"NaN, inf or missing {'/'.join(cols)}", nan_inf),
         'nonpositive': ('prices <= 0', pl.any_horizontal([(pl.col(c) <= 0).fill_null(False) for c in cols])),
     }
     if close_only: return rules
-    hl = (pl.col('high') < pl.col('low')).fill_null(False)
+    hl = (pl.col('high') < pl.col('low')).fill_null(False) & ~nan_inf
     return rules | {
         'high_low': ('high < low', hl),
         'open_close_range': ('open or close outside [low, high]',
                              ((pl.max_horizontal('open', 'close') > pl.col('high') * (1 + 1e-9))
-                              | (pl.min_horizontal('open', 'close') < pl.col('low') * (1 - 1e-9))).fill_null(False) & ~hl),
+                              | (pl.min_horizontal('open', 'close') < pl.col('low') * (1 - 1e-9))).fill_null(False) & ~hl & ~nan_inf),
         'volume': ('NaN, inf or negative volume',
                    (pl.col('volume').is_nan() | pl.col('volume').is_infinite() | (pl.col('volume') < 0)).fill_null(False)),
     }

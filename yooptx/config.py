@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional, get_args, get_origin, get_type_hints
 
 import numpy as np
 import yaml
-from .core import ConfigError, PKG_DIR
+from .core import ConfigError, PKG_DIR, short_repr
 
 # %% auto #0
 __all__ = ['FREQS', 'DEFAULT_BASELINES', 'LOSSES', 'SIZINGS', 'COST_FIELDS', 'RL_MODES', 'from_dict', 'to_dict', 'DataConfig',
@@ -39,39 +39,39 @@ def _coerce(value, tp, where: str):
             if a is type(None): continue
             try:return _coerce(value, a, where)
             except ConfigError as e: errs.append(str(e))
-        raise ConfigError(f"{where}: expected {_tname(tp)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {_tname(tp)}, got {short_repr(value)}")
     if o is Literal:
         if value not in get_args(tp):
             raise ConfigError(
-                f"{where}: {value!r} is not allowed; allowed values: {', '.join(repr(a) for a in get_args(tp))}"
+                f"{where}: {short_repr(value)} is not allowed; allowed values: {', '.join(repr(a) for a in get_args(tp))}"
             )
         return value
     if o in (list, tuple):
-        if not isinstance(value, (list, tuple)): raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if not isinstance(value, (list, tuple)): raise ConfigError(f"{where}: expected a list, got {short_repr(value)}")
         (a,) = get_args(tp)[:1] or (Any,)
         return [_coerce(v, a, f"{where}[{i}]") for i, v in enumerate(value)]
     if o is dict:
-        if not isinstance(value, dict): raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        if not isinstance(value, dict): raise ConfigError(f"{where}: expected a mapping, got {short_repr(value)}")
         ka, va = get_args(tp) or (Any, Any)
         return {_coerce(k, ka, where): _coerce(v, va, f"{where}.{k}") for k, v in value.items()}
     if is_dataclass(tp): return from_dict(tp, value, where)
     if tp is bool:
-        if not isinstance(value, bool): raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        if not isinstance(value, bool): raise ConfigError(f"{where}: expected true or false, got {short_repr(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {short_repr(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {short_repr(value)}")
         return float(value)
     if tp is str:
         if isinstance(value, (datetime.date, datetime.datetime)): return value.isoformat()   # YAML reads 2021-01-31 as a date
-        if not isinstance(value, str): raise ConfigError(f"{where}: expected a string, got {value!r}")
+        if not isinstance(value, str): raise ConfigError(f"{where}: expected a string, got {short_repr(value)}")
         return value
     if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {_tname(tp)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {_tname(tp)}, got {short_repr(value)}")
     return value
 
 def from_dict(cls, d: dict | None, where: str = ''):
@@ -79,7 +79,7 @@ def from_dict(cls, d: dict | None, where: str = ''):
     if d is None: d = {}
     if is_dataclass(d) and isinstance(d, cls): return d
     name = where or cls.__name__
-    if not isinstance(d, dict): raise ConfigError(f"{name}: expected a mapping of keys to values, got {d!r}")
+    if not isinstance(d, dict): raise ConfigError(f"{name}: expected a mapping of keys to values, got {short_repr(d)}")
     hints = get_type_hints(cls)
     allowed = [f.name for f in fields(cls) if f.init]
     unknown = [k for k in d if k not in allowed]
@@ -119,7 +119,7 @@ class DataConfig:
             v = getattr(self, k)
             if v is not None:
                 try: np.datetime64(v.replace('Z', ''))
-                except Exception: raise ConfigError(f"{where}.{k}: {v!r} is not an ISO date such as 2021-01-31")
+                except Exception: raise ConfigError(f"{where}.{k}: {short_repr(v)} is not an ISO date such as 2021-01-31")
 
 @dataclass
 class FeaturesConfig:
@@ -335,7 +335,7 @@ class RLSpec:
         bad = [k for k in self.grid if k not in tunable]
         if bad: raise ConfigError(f"{where}.grid: unknown key {bad[0]!r}; an RL grid may vary {', '.join(tunable)}")
         for k, v in self.grid.items():
-            if not isinstance(v, list) or not v: raise ConfigError(f"{where}.grid.{k}: give a non-empty list of values, got {v!r}")
+            if not isinstance(v, list) or not v: raise ConfigError(f"{where}.grid.{k}: give a non-empty list of values, got {short_repr(v)}")
 
 # %% ../nbs/00_config.ipynb #dff2e2a2
 @dataclass
@@ -446,16 +446,16 @@ def read_yaml(text: str, what: str):
 
 def apply_override(d: dict, assignment: str) -> dict:
     "Apply one `dotted.key=value` override (value parsed as YAML) to the raw config mapping `d`, in place."
-    if '=' not in assignment: raise ConfigError(f"override {assignment!r}: expected KEY=VALUE, e.g. data.name=btc_1d")
+    if '=' not in assignment: raise ConfigError(f"override {short_repr(assignment)}: expected KEY=VALUE, e.g. data.name=btc_1d")
     key, _, raw = assignment.partition('=')
     parts = [p for p in key.strip().split('.')]
-    if not all(parts): raise ConfigError(f"override {assignment!r}: empty key part in {key!r}")
-    value = read_yaml(raw, f"override {assignment!r}: the value") if raw.strip() else None
+    if not all(parts): raise ConfigError(f"override {short_repr(assignment)}: empty key part in {key!r}")
+    value = read_yaml(raw, f"override {short_repr(assignment)}: the value") if raw.strip() else None
     node = d
     for p in parts[:-1]:
         nxt = node.get(p)
         if nxt is None: nxt = node[p] = {}
-        if not isinstance(nxt, dict): raise ConfigError(f"override {assignment!r}: {p!r} is not a section")
+        if not isinstance(nxt, dict): raise ConfigError(f"override {short_repr(assignment)}: {p!r} is not a section")
         node = nxt
     node[parts[-1]] = value
     return d

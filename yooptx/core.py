@@ -12,12 +12,20 @@ from typing import Literal
 import numpy as np
 
 # %% auto #0
-__all__ = ['PKG_DIR', 'REPO_DIR', 'UserError', 'ConfigError', 'yooptx_home', 'samples_dir', 'runs_dir', 'atomic_write',
-           'release_memory', 'latency_ms', 'seed_everything', 'DevicePolicy', 'device_policy']
+__all__ = ['PKG_DIR', 'REPO_DIR', 'UserError', 'short_repr', 'ConfigError', 'yooptx_home', 'samples_dir', 'runs_dir',
+           'plain_permissions', 'atomic_write', 'release_memory', 'latency_ms', 'seed_everything', 'DevicePolicy',
+           'device_policy']
 
 # %% ../nbs/00_core.ipynb #5e027ba4
 class UserError(ValueError):
     "Bad input the user can fix; the CLI prints the message and exits 2."
+
+def short_repr(value, width: int = 120) -> str:
+    "repr(value) cut to about `width` characters (lists, mappings and strings abridged with …): for echoing user input in errors."
+    import reprlib
+    r = reprlib.Repr(); r.maxstring = r.maxother = r.maxlong = width; r.maxlist = r.maxtuple = r.maxdict = r.maxset = 8; r.maxlevel = 3
+    out = r.repr(value)
+    return out if len(out) <= width else out[:width - 1] + '…'
 
 class ConfigError(UserError):
     "An experiment config (YAML or `--set` override) that does not validate."
@@ -50,6 +58,10 @@ def runs_dir() -> Path:
 # %% ../nbs/00_core.ipynb #46c6f5d2
 _UMASK = os.umask(0); os.umask(_UMASK)
 
+def plain_permissions(path) -> None:
+    "Give `path` the permissions a plain open() would (mkstemp makes 0600 files): every file yooptx writes reads alike."
+    os.chmod(path, 0o666 & ~_UMASK)
+
 def atomic_write(path, data: bytes | str | None = None, writer=None):
     "Write `data` (or call `writer(tmp_path)`) to a temp file beside `path`, then rename it into place."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +70,7 @@ def atomic_write(path, data: bytes | str | None = None, writer=None):
     try:
         if writer is not None: writer(Path(tmp))
         else: Path(tmp).write_bytes(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_UMASK)     # mkstemp makes 0600 files; give the file the permissions a plain open() would
+        plain_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise

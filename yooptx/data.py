@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from pathlib import Path, PurePosixPath
 import numpy as np
 import polars as pl
-from .core import UserError, atomic_write, samples_dir, yooptx_home
+from .core import UserError, atomic_write, plain_permissions, samples_dir, yooptx_home
 from .bars import BARS_SCHEMA, DataError, FREQ_MINUTES, bad_bar_rules, check_bar_values, examples, freq_minutes, infer_freq, validate_bars
 from .calendars import calendar_name
 from .quality import FIT_CALENDARS, MAX_OUTSIDE_SHARE, QualityReport, adjust as adjust_bars, best_calendar, check_bars, outside_sessions
@@ -154,6 +154,8 @@ def _check_tz(tz: str):
     try: ZoneInfo(tz)
     except Exception: raise DataError(f"unknown time zone {tz!r}; use an IANA name such as UTC, America/New_York or Europe/London")
 
+_OFFSET = r'(Z|[+-]\d{2}:?\d{2})\s*$'     # a UTC offset at the end of a timestamp string
+
 def to_bars(df: pl.DataFrame, source: str = 'data', symbol: str | None = None, tz: str = 'UTC', close_only: bool = False,
             freq: str | None = None, date_format: str | None = None) -> pl.DataFrame:
     "Map a foreign frame onto the bars schema (columns, dtypes, UTC times, sorted); the result is not yet validated."
@@ -165,6 +167,11 @@ def to_bars(df: pl.DataFrame, source: str = 'data', symbol: str | None = None, t
     ts, src_tz = _parse_timestamps(df['timestamp'], source, tz, date_format)
     if (freq or _maybe_freq(ts)) == '1D':
         # a daily bar is a session date: label it 00:00 UTC of the date it has where it was recorded
+        raw = df['timestamp']
+        if raw.dtype == pl.Utf8 and raw.drop_nulls().str.contains(_OFFSET).all():
+            # written with UTC offsets (which change at daylight saving): the date is the one written, not the UTC date
+            ts, _ = _parse_timestamps(raw.str.strip_chars().str.replace(_OFFSET, ''), source, 'UTC', date_format)
+            src_tz = 'UTC'
         ts = ts.dt.convert_time_zone(src_tz).dt.date().cast(pl.Datetime('us')).dt.replace_time_zone('UTC').alias('timestamp')
     sym = df['symbol'].cast(pl.Utf8) if 'symbol' in df.columns else pl.Series('symbol', [symbol or 'UNKNOWN'] * df.height)
     cols = {'timestamp': ts, 'symbol': sym.alias('symbol')}
@@ -491,6 +498,7 @@ class DataCatalog:
             final = None
             try:
                 bars.write_parquet(tmp, compression='zstd')
+                plain_permissions(tmp)
                 digest = sha256_file(tmp)
                 final = self.catalog_dir / f"{name}-{digest[:12]}.parquet"
                 adj = sorted(bars.filter(pl.col('adj_close').is_not_null())['symbol'].unique().to_list()) if 'adj_close' in bars.columns else []

@@ -322,9 +322,10 @@ def check_bars(bars: pl.DataFrame, freq: str, calendar: str, name: str = 'bars',
     rep.findings += _check_structure(bars)
     rep.findings += _check_values(bars, close_only)
     clean = bars.unique(['symbol', 'timestamp'], keep='first').sort('symbol', 'timestamp')
-    rep.findings += _check_volume(clean, close_only, min_zero_run, z_max)
-    rep.findings += _check_splits(clean, calendar)
-    rep.findings += _check_calendar(clean, freq, calendar)
+    with np.errstate(all='ignore'):           # bad bars (prices <= 0, NaN) are findings above, not RuntimeWarnings on stderr
+        rep.findings += _check_volume(clean, close_only, min_zero_run, z_max)
+        rep.findings += _check_splits(clean, calendar)
+        rep.findings += _check_calendar(clean, freq, calendar)
     return rep
 
 # %% ../nbs/04_quality.ipynb #923278de

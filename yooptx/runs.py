@@ -395,6 +395,10 @@ class RunSession:
         "Stamp manifest.json with the finish time and `fields`."
         return update_manifest(self.path, finished=utc_now().isoformat(timespec='seconds'), **fields)
 
+class _RunLog(logging.FileHandler):
+    "train.log: a line that cannot be written (full disk) is dropped quietly; the failing file write itself says what to do."
+    def handleError(self, record): pass
+
 @contextlib.contextmanager
 def session(config: ExperimentConfig,   # the validated experiment
             data=None,                  # ExperimentData (default: prepare(config))
@@ -410,7 +414,7 @@ def session(config: ExperimentConfig,   # the validated experiment
     if run_dir is not None and (Path(run_dir) / 'config.yaml').exists(): run = open_run(run_dir, config)
     else: run = create_run(config, data=data, **({'root': Path(run_dir).parent, 'run_id': Path(run_dir).name} if run_dir is not None else {}))
     lock = _lock_run(run)                                          # one process at a time on a run folder
-    fh = logging.FileHandler(run / 'train.log'); fh.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
+    fh = _RunLog(run / 'train.log'); fh.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
     lg = logging.getLogger('yooptx'); lg.addHandler(fh); old = lg.level; lg.setLevel(logging.INFO)
     for w in data.warnings: log.warning("%s", w, extra={'user_warning': True})   # train.log, and the CLI's stderr
     if data.warnings: update_manifest(run, warnings=list(data.warnings))

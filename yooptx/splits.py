@@ -169,9 +169,18 @@ def walk_forward(timestamps,                     # row timestamps of the frame (
     return folds
 
 def walk_forward_from_config(timestamps, cfg: SplitsConfig, horizon: int, label_end=None, **kwargs) -> list[Fold]:
-    "Walk-forward folds as an experiment's `splits:` section asks."
-    return walk_forward(timestamps, cfg.n_folds, horizon, embargo=cfg.embargo, val_fraction=cfg.val_fraction,
-                        mode=cfg.mode, label_end=label_end, **kwargs)
+    "Walk-forward folds as an experiment's `splits:` section asks (errors give their advice in the config's keys)."
+    try:
+        return walk_forward(timestamps, cfg.n_folds, horizon, embargo=cfg.embargo, val_fraction=cfg.val_fraction,
+                            mode=cfg.mode, label_end=label_end, **kwargs)
+    except SplitError as e:
+        msg = str(e)
+        for api, key in ((', a larger train_size/initial_train', ''), ('raise val_fraction or train_size', 'raise splits.val_fraction'),
+                         ('raise val_fraction', 'raise splits.val_fraction'),
+                         ('use fewer folds', f"use fewer folds (splits.n_folds, now {cfg.n_folds}), more data"),
+                         ('a shorter horizon', f"a shorter horizon (labels.horizon, now {horizon})")):
+            msg = msg.replace(api, key)
+        raise SplitError(msg.replace(f'(now {cfg.n_folds}), more data or', f'(now {cfg.n_folds}), more data, or')) from None
 
 # %% ../nbs/12_splits.ipynb #ca52e791
 def cpcv(timestamps,                 # row timestamps of the frame

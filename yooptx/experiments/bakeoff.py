@@ -305,6 +305,7 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
             " (e.g. 0.2)"
         )
     plan_trials(cfg, range(cfg.splits.n_folds))                   # bad names and params fail before the data are even loaded
+    make_executor(jobs if jobs is not None else 1, threads)        # so do bad --jobs / --threads
     data = data if data is not None else prepare(cfg)
     data = check_data(cfg, data)
     tasks = plan_trials(cfg, [f.fold for f in data.folds])        # every trial validated before anything is written

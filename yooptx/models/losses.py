@@ -38,11 +38,10 @@ def _flat(pred: Tensor, what: str) -> Tensor:
 # %% ../../nbs/models/23_losses.ipynb #636e2c77
 def balanced_class_weights(class_counts: Sequence[int]) -> Tensor:
     "Inverse-frequency weights n / (K n_k) from class counts (a class with no rows gets weight 0)."
-    c = torch.as_tensor(np.asarray(class_counts, dtype=np.float64))
-    if c.dim() != 1 or len(c) < 2 or (c < 0).any() or c.sum() <= 0:
+    c = np.asarray(class_counts, dtype=np.float64)       # numpy: also works where tensors are made on the meta device
+    if c.ndim != 1 or len(c) < 2 or (c < 0).any() or c.sum() <= 0:
         raise LossError(f"class_counts={list(class_counts)}: expected >= 2 non-negative counts, not all zero")
-    w = torch.where(c > 0, c.sum() / (len(c) * c.clamp(min=1)), torch.zeros_like(c))
-    return w.float()
+    return torch.as_tensor(np.where(c > 0, c.sum() / (len(c) * np.maximum(c, 1)), 0.0), dtype=torch.float32)
 
 def _soft(target: Tensor, K: int, label_smoothing: float) -> tuple[Tensor, Tensor | None]:
     "Smoothed target distribution (batch, K) and the hard class indices (None for soft targets)."

@@ -153,9 +153,31 @@ class Predictor:
         m = self.meta
         return f"Predictor({m['encoder']} {m.get('params_hash', '')} fold {m.get('fold')} seed {m.get('seed')}: {len(self.features)} features, L={self.window}, {m['kind']})"
 
+def _check_declared_sizes(path, ck: dict) -> None:
+    """Build the model the metadata declares on the meta device (no memory) and compare its tensor shapes with the stored
+    weights: a checkpoint declaring d_model=12000 over small weights is refused before anything is allocated."""
+    try:
+        with torch.device('meta'): shapes = {k: tuple(v.shape) for k, v in SequenceModel(ck['yooptx']).state_dict().items()}
+    except (NotImplementedError, RuntimeError) as e:
+        if 'meta' in str(e): return                      # a part that cannot be built without data: the real build checks
+        raise CheckpointError(f"checkpoint {path}: its metadata describes a model that cannot be built ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); delete it and retrain the trial") from None
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path}: its metadata describes a model that cannot be built ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); delete it and retrain the trial") from None
+    sd = ck['state_dict']
+    if not isinstance(sd, dict): raise CheckpointError(f"checkpoint {path}: its state_dict is not a mapping of tensors; delete it and retrain the trial")
+    bad = [(k, shapes.get(k), tuple(getattr(v, 'shape', ()))) for k, v in sd.items() if shapes.get(k) != tuple(getattr(v, 'shape', ()))]
+    missing = [k for k in shapes if k not in sd]
+    if bad or missing:
+        k, want, got = bad[0] if bad else (missing[0], shapes[missing[0]], None)
+        raise CheckpointError(f"checkpoint {path}: weights do not fit the model its metadata describes ({k}: declared {want}, stored {got}"
+                              f"; {len(bad) + len(missing)} tensor(s) differ); the file was altered or is corrupt: delete it and retrain the trial")
+
 def load(path) -> Predictor:
     "A ready `Predictor` from a yooptx checkpoint (weights_only load; nothing else needed)."
     ck = read_checkpoint(path)
+    _check_declared_sizes(path, ck)
     model = SequenceModel(ck['yooptx'])
     try: model.load_state_dict(ck['state_dict'])
     except RuntimeError as e: raise CheckpointError(f"checkpoint {path}: weights do not fit the model its metadata describes ({str(e).splitlines()[0]})") from None
