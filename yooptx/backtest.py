@@ -6,12 +6,14 @@
 from __future__ import annotations
 import math
 from dataclasses import dataclass, field, asdict, replace
+from datetime import timezone
 import numpy as np
 import polars as pl
 from .core import UserError
 from .config import COST_FIELDS, CostsConfig, BacktestConfig, from_dict
 from .bars import BARS_SCHEMA, PRICE_COLS, validate_bars, infer_freq, examples
-from .calendars import assign_sessions
+from .calendars import assign_sessions, bar_times
+from .supervisor import path_context
 from .metrics import periods_per_year, trading_metrics, break_even_cost as break_even_bps
 
 # %% auto #0
@@ -396,6 +398,51 @@ def _session_days(us: np.ndarray, calendar: str | None, daily: bool) -> np.ndarr
     d = s.cast(pl.Int64).to_numpy() if s.null_count() < s.len() else utc
     return np.where(s.is_null().to_numpy(), utc, d) if s.null_count() else d
 
+def _gap_bars(T: np.ndarray, calendar: str | None, freq: str | None) -> np.ndarray:
+    "Calendar bars missing between each timeline bar and the one before it (stale or gapped data)."
+    out = np.zeros(T.size, np.int64)
+    if T.size < 2 or freq is None: return out
+    d = lambda us: str(np.datetime64(int(us), 'us'))[:10]
+    grid = bar_times(calendar or '24/7', freq, d(T[0]), d(T[-1])).dt.epoch('us').to_numpy()
+    k = np.searchsorted(grid, T)
+    out[1:] = np.maximum(np.diff(k) - 1, 0)
+    return out
+
+def _apply_supervisor(w: _Window, h: np.ndarray, sup, sim_fn, sim: dict, wt: np.ndarray, calendar: str | None, freq: str | None,
+                      daily: bool) -> tuple[dict, list]:
+    """Judge at each decision point (every `sup.config.every` bars, or at each session's last bar) on what is known at its
+    close, and hold `scale` x the positions from the next fill on; re-simulate from each change (the later contexts see
+    the supervised path). Returns the final simulation and one event per change of level."""
+    T, n, c = w.T, w.T.size, sup.config
+    day = _session_days(T, calendar, daily)
+    newday = np.r_[True, day[1:] != day[:-1]]
+    sstart = np.maximum.accumulate(np.where(newday, np.arange(n), 0)); sess = np.cumsum(newday) - 1
+    points = np.flatnonzero(np.r_[day[1:] != day[:-1], True]) if c.every == 0 else np.arange(c.every - 1, n, c.every)
+    gaps = _gap_bars(T, calendar, freq) if c.halt_gap_bars else None
+    vix = None
+    if sup.vix is not None:
+        v = sup.vix.sort('timestamp'); vt = v['timestamp'].dt.epoch('us').to_numpy(); vv = v['vix'].to_numpy().astype(float)
+        j = np.searchsorted(vt, T, side='right') - 1        # as of each bar: the last value stamped at or before it
+        vix = np.where(j >= 0, vv[np.maximum(j, 0)], np.nan)
+    def concentration(sim):
+        a = np.abs(sim['w'] * wt[w.code]); tot = np.bincount(w.tix, a, minlength=n)
+        mx = np.zeros(n); np.maximum.at(mx, w.tix, a)
+        with np.errstate(divide='ignore', invalid='ignore'): return np.where(tot > 0, mx / tot, 0.0)
+    scale, cur, ev, vprev = np.ones(n), 1.0, [], None
+    conc = concentration(sim) if c.max_concentration < 1 else None
+    for i in points:
+        ctx = path_context(c, int(i), sim['Eprev'], sim['close_mark'], sstart, sess, conc, gaps, vix, vprev, sup.latency_ms)
+        when = np.datetime64(int(T[i]), 'us').astype(object).replace(tzinfo=timezone.utc)
+        d = sup.decide(ctx, when, session=int(sess[i]))
+        vprev = ctx.get('vix', vprev)
+        if d.scale == cur: continue
+        scale[i + 1:] = d.scale; cur = d.scale
+        ev.append({'timestamp': T[i], 'rule': f"supervisor_{d.level.lower()}", 'equity': ctx['equity'], 'limit': d.scale,
+                   'flat_until': None})
+        sim = sim_fn(h * scale[w.tix])
+        if conc is not None: conc = concentration(sim)
+    return sim, ev
+
 def _apply_rules(w: _Window, h: np.ndarray, cfg: BacktestConfig, sim_fn, calendar: str | None = None,
                  daily: bool = False) -> tuple[dict, list]:
     "Simulate with the loss rules of `cfg`; return the final simulation and the rule events."
@@ -597,7 +644,7 @@ def _decide(panel: _Panel, signals: pl.DataFrame, cfg: BacktestConfig, payoff_ra
 
 
 def _backtest(
-    panel: _Panel, dec: _Decisions, costs: CostsConfig, cfg: BacktestConfig, weights, initial_equity: float
+    panel: _Panel, dec: _Decisions, costs: CostsConfig, cfg: BacktestConfig, weights, initial_equity: float, supervisor=None
 ) -> BacktestResult:
     "The backtest of sized decisions `dec` on prepared bars `panel`."
     if not (isinstance(initial_equity, (int, float)) and math.isfinite(initial_equity) and initial_equity > 0):
@@ -613,12 +660,15 @@ def _backtest(
     for s in w.starts: h[s:s + lag] = 0.0
     rate = _cost_rate(panel, w.rows, costs)
     dv = _dollar_volume(panel, w.rows) if costs.impact_coef > 0 else None
-    rules = cfg.max_daily_loss is not None or cfg.max_total_loss is not None
+    rules = cfg.max_daily_loss is not None or cfg.max_total_loss is not None or supervisor is not None
     carry = (costs.borrow_bps_per_year / 1e4 / panel.ppy, costs.financing_bps_per_year / 1e4 / panel.ppy)
     sim_fn = lambda hh: _simulate(w, hh, rate, dv, costs.impact_coef, wt, float(initial_equity), marks=rules,
                                   every_bar=cfg.rebalance == 'every_bar', carry=carry)
     sim, ev = _apply_rules(w, h, cfg, sim_fn, panel.calendar, daily=panel.freq == '1D')
     ev = [dict(e, symbol=None, equity=e['equity'] * initial_equity, limit=e['limit'] * initial_equity) for e in ev]
+    if supervisor is not None:   # on top of the loss rules: the supervisor only ever scales positions down
+        sim, sev = _apply_supervisor(w, sim['h'], supervisor, sim_fn, sim, wt, panel.calendar, panel.freq, daily=panel.freq == '1D')
+        ev += [dict(e, symbol=None, equity=e['equity'] * initial_equity) for e in sev]
     for r in sim['ruined']:
         ev.append(
             {
@@ -695,6 +745,7 @@ def _backtest(
         'close_only': panel.close_only,
         'convention': CONVENTION,
     }
+    if supervisor is not None: settings['supervisor'] = {'config': asdict(supervisor.config), 'judge': getattr(supervisor.judge, 'name', '?')}
     return BacktestResult(
         portfolio.select('timestamp', 'equity'),
         sym_eq,
@@ -719,13 +770,16 @@ def run(bars: pl.DataFrame,                 # bars (contract frame), sorted by (
         weights: dict | None = None,        # capital share per symbol (None: equal)
         initial_equity: float = 1.0,        # starting capital (currency; matters for per-unit commission and impact)
         payoff_ratio: float = 1.0,          # Kelly sizing: average win / average loss
+        supervisor=None,                    # a `yooptx.supervisor.Supervisor`: its decisions scale or flatten positions at the next fill
        ) -> BacktestResult:
     "Backtest target positions or signals on `bars` under the one execution convention; costs, metrics and trades net of costs."
     costs, cfg = _costs(costs), _config(config)
     if not payoff_ratio > 0: raise BacktestError(f"payoff_ratio: must be > 0, got {payoff_ratio}")
+    if supervisor is not None and not callable(getattr(supervisor, 'decide', None)):
+        raise BacktestError(f"supervisor: expected a yooptx.supervisor.Supervisor, got {type(supervisor).__name__}")
     panel = _prepare_bars(bars, calendar, freq)
     return _backtest(
-        panel, _decide(panel, positions_or_signals, cfg, payoff_ratio), costs, cfg, weights, initial_equity
+        panel, _decide(panel, positions_or_signals, cfg, payoff_ratio), costs, cfg, weights, initial_equity, supervisor
     )
 
 # %% ../nbs/40_backtest.ipynb #ae9e90f0

@@ -16,8 +16,9 @@ from .core import ConfigError, PKG_DIR, short_repr
 # %% auto #0
 __all__ = ['FREQS', 'DEFAULT_BASELINES', 'LOSSES', 'SIZINGS', 'COST_FIELDS', 'RL_MODES', 'from_dict', 'to_dict', 'DataConfig',
            'FeaturesConfig', 'LabelsConfig', 'SplitsConfig', 'EncoderSpec', 'TrainConfig', 'EnsembleSpec',
-           'CostsConfig', 'BacktestConfig', 'BudgetConfig', 'RLSpec', 'GateConfig', 'TrackConfig', 'PromotionConfig',
-           'ExperimentConfig', 'YamlLoader', 'read_yaml', 'apply_override', 'load_config', 'dump_config']
+           'CostsConfig', 'BacktestConfig', 'BudgetConfig', 'RLSpec', 'GateConfig', 'TrackConfig', 'SupervisorConfig',
+           'PromotionConfig', 'ExperimentConfig', 'YamlLoader', 'read_yaml', 'apply_override', 'load_config',
+           'dump_config']
 
 # %% ../nbs/00_config.ipynb #233952ec
 def _tname(tp) -> str:
@@ -363,6 +364,50 @@ class TrackConfig:
     uri: Optional[str] = None         # tracking URI (None: $MLFLOW_TRACKING_URI, else sqlite under $YOOPTX_HOME/mlflow)
 
 @dataclass
+class SupervisorConfig:
+    "The safety supervisor's rule thresholds (`yooptx.supervisor.RuleJudge`): CAUTION scales positions, HALT flattens at the next fill."
+    every: int = 0                    # judge every this many bars (0: once per exchange session, at its last bar)
+    caution_drawdown: float = 0.10    # drawdown from the equity peak that calls for CAUTION …
+    halt_drawdown: float = 0.20       # … and for HALT
+    caution_session_loss: float = 0.02   # loss within the current exchange session (fraction of its opening equity)
+    halt_session_loss: float = 0.04
+    vol_window: int = 20              # bars in the realized-volatility estimate …
+    vol_history: int = 250            # … compared with its median over this many past bars
+    caution_vol_ratio: float = 2.0    # realized vol / its own median
+    halt_vol_ratio: float = 4.0
+    caution_vix: Optional[float] = 30.0   # VIX level (where the data has a vix series); None: not checked
+    halt_vix: Optional[float] = 45.0
+    vix_jump: Optional[float] = 0.25  # CAUTION when VIX rose more than this fraction since the previous decision
+    caution_losing_sessions: int = 5  # consecutive losing sessions
+    max_concentration: float = 1.0    # CAUTION when one symbol holds more than this share of gross exposure (1: never)
+    halt_gap_bars: int = 1            # HALT when at least this many calendar bars are missing before the latest (stale data); 0: never
+    latency_budget_ms: Optional[float] = None   # CAUTION when a decision's model latency exceeds it
+    caution_scale: float = 0.5        # position multiplier under CAUTION
+    halt_sessions: Optional[int] = None   # sessions a HALT lasts before the judge may lift it (None: until reset)
+    def validate(self, where):
+        if self.every < 0: raise ConfigError(f"{where}.every: bars between decisions, >= 0 (0: once per session), got {self.every}")
+        for a, b in (('caution_drawdown', 'halt_drawdown'), ('caution_session_loss', 'halt_session_loss')):
+            x, y = getattr(self, a), getattr(self, b)
+            if not 0 < x < 1 or not 0 < y < 1:
+                raise ConfigError(f"{where}.{a} and {b}: loss fractions in (0, 1), e.g. 0.1 and 0.2; got {x} and {y}")
+            if x >= y: raise ConfigError(f"{where}.{a}={x} must be below {b}={y}: CAUTION comes before HALT")
+        if self.vol_window < 2 or self.vol_history <= self.vol_window:
+            raise ConfigError(f"{where}.vol_window must be >= 2 and vol_history longer than it; got {self.vol_window} and {self.vol_history}")
+        if not 1 < self.caution_vol_ratio < self.halt_vol_ratio:
+            raise ConfigError(f"{where}: need 1 < caution_vol_ratio < halt_vol_ratio, got {self.caution_vol_ratio} and {self.halt_vol_ratio}")
+        if self.caution_vix is not None and self.halt_vix is not None and not 0 < self.caution_vix < self.halt_vix:
+            raise ConfigError(f"{where}: need 0 < caution_vix < halt_vix, got {self.caution_vix} and {self.halt_vix}")
+        if self.vix_jump is not None and not self.vix_jump > 0: raise ConfigError(f"{where}.vix_jump: a fraction > 0, got {self.vix_jump}")
+        if self.caution_losing_sessions < 1: raise ConfigError(f"{where}.caution_losing_sessions: >= 1, got {self.caution_losing_sessions}")
+        if not 0 < self.max_concentration <= 1: raise ConfigError(f"{where}.max_concentration: a share in (0, 1], got {self.max_concentration}")
+        if self.halt_gap_bars < 0: raise ConfigError(f"{where}.halt_gap_bars: >= 0 (0: never), got {self.halt_gap_bars}")
+        if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
+            raise ConfigError(f"{where}.latency_budget_ms: milliseconds > 0, got {self.latency_budget_ms}")
+        if not 0 < self.caution_scale < 1: raise ConfigError(f"{where}.caution_scale: a multiplier in (0, 1), got {self.caution_scale}")
+        if self.halt_sessions is not None and self.halt_sessions < 1:
+            raise ConfigError(f"{where}.halt_sessions: >= 1 session, or null (until reset); got {self.halt_sessions}")
+
+@dataclass
 class PromotionConfig:
     "Pre-registered checks a registered version must pass (besides a GO verdict) to become the champion."
     min_sharpe_ci_low: Optional[float] = None     # the net Sharpe bootstrap CI's lower bound must reach this (annualized)
@@ -390,6 +435,7 @@ class ExperimentConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     def validate(self, where):
         # encoder and baseline *names* are checked when the experiment is planned, against the registries
         for b in self.baseline_params:
