@@ -33,3 +33,27 @@ def test_a_killed_writer_leaves_complete_lines_only(tmp_path):
     before = log.read_bytes()
     with pytest.raises(SupervisorError): AuditLog(log)
     assert log.read_bytes() == before                        # never rewritten
+
+
+def test_the_supervised_candidate_is_one_more_trial_judged_and_shown(tmp_path):
+    import polars as pl
+    from yooptx.experiment import prepare
+    from yooptx.experiments.bakeoff import SUPERVISED, bakeoff
+    from yooptx.gate import evaluate
+    from yooptx.reporting import views
+    from yooptx.synth import random_walk
+    tiny = {'encoders': {'cnn': {'params': {'d_model': 8, 'n_layers': 1, 'window': 8, 'batch_size': 256}}},
+            'baselines': ['buy_hold'], 'seeds': [0, 1], 'splits': {'n_folds': 2}, 'budget': {'max_epochs': 1},
+            'supervisor': {'enabled': True, 'caution_drawdown': 0.02, 'halt_drawdown': 0.04, 'halt_sessions': 3}}
+    cfg = load_config(tiny)
+    run = bakeoff(cfg, data=prepare(cfg, bars=random_walk(500, seed=5), calendar='XNYS'), run_dir=tmp_path / 'run', progress=False)
+    led = pl.read_parquet(run / 'ledger.parquet')
+    assert led.filter(pl.col('encoder') == SUPERVISED).height == 4            # 2 folds x 2 seeds: counted as trials
+    v = evaluate(run)
+    assert v['n_trials'] == 2 and 'With the safety supervisor' in v['sentence']   # cnn's configuration + the supervised candidate
+    sv = v['supervised']
+    assert sv['max_drawdown'] <= sv['max_drawdown_without'] + 1e-12 and sv['verdict'] in ('GO', 'NO-GO')
+    bt = pl.read_parquet(run / 'backtest.parquet').filter(pl.col('encoder') == SUPERVISED)
+    assert bt['scale'].min() == 0.0 and bt['scale'].max() == 1.0             # it halted at some point and traded freely at others
+    t = views.supervisor_table(views.load_run(run))
+    assert t['metric'].to_list()[:3] == ['net Sharpe (annualized)', 'total return', 'max drawdown'] and t['with'][-1] == sv['verdict']

@@ -873,10 +873,14 @@ def cost_sensitivity(bars: pl.DataFrame, signals: pl.DataFrame, costs=None, conf
 RUN_KEYS = ('encoder', 'params_hash', 'seed')
 
 def run_predictions(bars: pl.DataFrame, predictions: pl.DataFrame, costs=None, config=None, calendar: str | None = None,
-                    freq: str | None = None, split: str | None = 'test', weights: dict | None = None) -> pl.DataFrame:
-    "Portfolio returns (gross, cost, net, turnover, exposure per bar) of every (encoder, params_hash, seed) in a prediction frame."
+                    freq: str | None = None, split: str | None = 'test', weights: dict | None = None,
+                    supervisor=None) -> pl.DataFrame:   # a supervisor: config (SupervisorConfig or dict): each run judged by a fresh Supervisor
+    """Portfolio returns (gross, cost, net, turnover, exposure per bar) of every (encoder, params_hash, seed) in a prediction
+    frame; with `supervisor`, also the scale the supervisor held each bar at (1 OK, in (0, 1) CAUTION, 0 HALT)."""
     from yooptx.predictions import validate_predictions
+    from yooptx.supervisor import Supervisor
     costs, cfg = _costs(costs), _config(config)
+    if supervisor is not None: Supervisor(supervisor)       # bad thresholds fail before any backtest
     preds = validate_predictions(predictions)
     if split is not None: preds = preds.filter(pl.col('split') == split)
     if preds.height == 0:
@@ -900,19 +904,17 @@ def run_predictions(bars: pl.DataFrame, predictions: pl.DataFrame, costs=None, c
             own = np.isfinite(pos)
             capped = np.clip(np.maximum(pos, 0.0) if cfg.long_only else pos, -cfg.max_leverage, cfg.max_leverage)
             dec.target = np.where(own, capped, dec.target)
-        p = _backtest(panel, dec, costs, cfg, weights, 1.0).portfolio
-        out.append(
-            p.select(
-                *[pl.lit(g[k][0], dtype=preds.schema[k]).alias(k) for k in RUN_KEYS],
-                'timestamp',
-                'gross',
-                'cost',
-                'net',
-                'turnover',
-                'exposure',
-            )
-        )
-    return pl.concat(out)
+        sup = Supervisor(supervisor) if supervisor is not None else None
+        p = _backtest(panel, dec, costs, cfg, weights, 1.0, sup).portfolio
+        p = p.select(*[pl.lit(g[k][0], dtype=preds.schema[k]).alias(k) for k in RUN_KEYS], 'timestamp', 'gross', 'cost', 'net',
+                     'turnover', 'exposure')
+        if sup is not None:   # the scale in force over each bar: a decision at a bar's close holds from the next bar on
+            d = sup.frame().select('timestamp', 'scale').with_columns(pl.col('timestamp').dt.cast_time_unit('us'))
+            p = (p.with_columns(pl.col('timestamp').dt.cast_time_unit('us').alias('_t'))
+                  .join_asof(d.rename({'timestamp': '_t'}).with_columns(pl.col('_t') + pl.duration(microseconds=1)), on='_t', strategy='backward')
+                  .drop('_t').with_columns(pl.col('scale').fill_null(1.0)))
+        out.append(p)
+    return pl.concat(out, how='diagonal_relaxed')
 
 # %% ../nbs/40_backtest.ipynb #d37581a7
 def seed_average(bt: pl.DataFrame, encoder: str, params_hash: str) -> pl.DataFrame:

@@ -366,6 +366,7 @@ class TrackConfig:
 @dataclass
 class SupervisorConfig:
     "The safety supervisor's rule thresholds (`yooptx.supervisor.RuleJudge`): CAUTION scales positions, HALT flattens at the next fill."
+    enabled: bool = False             # the bake-off also judges 'candidate+supervisor' (the candidate under these rules): one more trial
     every: int = 0                    # judge every this many bars (0: once per exchange session, at its last bar)
     caution_drawdown: float = 0.10    # drawdown from the equity peak that calls for CAUTION …
     halt_drawdown: float = 0.20       # … and for HALT

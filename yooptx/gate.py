@@ -341,6 +341,15 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
     if family is None and agents:          # the RL agents' own numbers: the seed's question, answered in the verdict
         out['agents'] = {a: _agent_summary(evaluate(run, write=False, n_boot=n_boot, family=a)) for a in agents}
         out['sentence'] += ' ' + _agents_sentence(out['agents'])
+    sup = sel.get('supervised')
+    if family is None and sup in sel.get('families', {}):   # the candidate under the safety supervisor, with and without
+        fm = met.get('families', {})
+        dd = lambda f: fm.get(f, {}).get('test', {}).get('max_drawdown')
+        sv = _agent_summary(evaluate(run, write=False, n_boot=n_boot, family=sup))
+        sv |= {'max_drawdown': dd(sup), 'max_drawdown_without': dd(name), 'net_sharpe_without': _agent_summary(out)['net_sharpe']}
+        out['supervised'] = sv
+        out['sentence'] += (f" With the safety supervisor: {sv['verdict']} (net Sharpe {_f(sv['net_sharpe'])} vs {_f(sv['net_sharpe_without'])} "
+                            f"without; max drawdown {_pct(sv['max_drawdown'])} vs {_pct(sv['max_drawdown_without'])}).")
     if write:
         txt = json.dumps(out, indent=1, default=_json_default)
         atomic_write(run / 'verdict.json', txt)
@@ -361,6 +370,8 @@ def _agents_sentence(ag: dict) -> str:
     ok = {a: r['net_sharpe'] for a, r in ag.items() if r['net_sharpe'] is not None and math.isfinite(r['net_sharpe'])}
     lead = f"; {max(ok, key=ok.get)} leads the agents out of sample" if len(ok) > 1 else ''
     return f"RL agents under the same checks: {'; '.join(parts)}{lead}."
+
+def _pct(x) -> str: return 'n/a' if x is None or not math.isfinite(x) else f"{x:.1%}"
 
 def _json_default(o):
     if isinstance(o, (np.floating, np.integer)): return o.item()

@@ -33,8 +33,8 @@ from yooptx.experiments.selection import (
 )
 
 # %% auto #0
-__all__ = ['log', 'BASELINE_DIR', 'CANDIDATE', 'baseline_tasks', 'plan_trials', 'available_memory', 'memory_estimate',
-           'check_windows', 'check_memory', 'assemble', 'run_metrics', 'bakeoff']
+__all__ = ['log', 'BASELINE_DIR', 'CANDIDATE', 'SUPERVISED', 'baseline_tasks', 'plan_trials', 'available_memory',
+           'memory_estimate', 'check_windows', 'check_memory', 'assemble', 'run_metrics', 'bakeoff']
 
 # %% ../../nbs/experiments/53_bakeoff.ipynb #2426551a
 log = logging.getLogger('yooptx.bakeoff')
@@ -142,6 +142,21 @@ def check_memory(data: ExperimentData, tasks: Sequence[dict], jobs: int = 1, ava
 
 # %% ../../nbs/experiments/53_bakeoff.ipynb #7bf3aa9a
 CANDIDATE = 'candidate'
+SUPERVISED = 'candidate+supervisor'     # the candidate under the safety supervisor (config `supervisor.enabled`)
+
+def _append_new(run: Path, rows: list[dict]) -> None:
+    "Append the ledger rows whose trial ids are not there yet (assembling again adds nothing)."
+    L = Ledger(run); have = set(L.read()['trial_id'].to_list())
+    new = [r for r in rows if r['trial_id'] not in have]
+    if new: L.append(new)
+
+def _ledger_rows(run: Path, frame: pl.DataFrame, name: str, params: dict, metric: str) -> None:
+    "One ok ledger row per (fold, seed) of a derived candidate (an ensemble, the supervised candidate): each counts as a trial."
+    h = frame['params_hash'][0]
+    _append_new(run, [dict(trial_id=trial_id(name, h, int(k), int(sd)), encoder=name, params_hash=h, params=json.dumps(params, default=str),
+                           fold=int(k), seed=int(sd), status='ok', val_metric_name=metric, val_metric=val_score(g, metric),
+                           started=utc_now(), finished=utc_now(), duration_s=0.0)
+                      for (k, sd), g in frame.group_by('fold', 'seed')])
 
 def assemble(run_dir, data: ExperimentData) -> dict:
     "From the ledger's finished trials: predictions.parquet, selection.json, backtest.parquet, metrics.json."
@@ -185,7 +200,6 @@ def assemble(run_dir, data: ExperimentData) -> dict:
             n_configs=int(raw.filter(pl.col('encoder') == fam).select('params_hash').n_unique()),
             val_score=val_score(f, metric),
         )
-    ens_rows = []
     for name, spec in cfg.ensembles.items():
         mem = {m: sel_frames[m] for m in spec.members if m in sel_frames}
         if len(mem) < 2:
@@ -199,27 +213,7 @@ def assemble(run_dir, data: ExperimentData) -> dict:
         fams[en] = dict(
             params_hash=eh, members=list(mem), method=spec.method, n_configs=1, val_score=val_score(ep, metric)
         )
-        for (k, sd), g in ep.group_by('fold', 'seed'):
-            ens_rows.append(
-                dict(
-                    trial_id=trial_id(en, eh, k, sd),
-                    encoder=en,
-                    params_hash=eh,
-                    params=json.dumps({'members': list(mem), 'method': spec.method}),
-                    fold=k,
-                    seed=sd,
-                    status='ok',
-                    val_metric_name=metric,
-                    val_metric=val_score(g, metric),
-                    started=utc_now(),
-                    finished=utc_now(),
-                    duration_s=0.0,
-                )
-            )
-    if ens_rows:
-        L = Ledger(run); have = set(L.read()['trial_id'].to_list())
-        new = [r for r in ens_rows if r['trial_id'] not in have]
-        if new: L.append(new)
+        _ledger_rows(run, ep, en, {'members': list(mem), 'method': spec.method}, metric)
     # each fold's candidate: the best encoder family or ensemble on validation rows up to that fold
     pool = (
         pl.concat(
@@ -238,9 +232,19 @@ def assemble(run_dir, data: ExperimentData) -> dict:
     if per_fold:
         cf = stitched_choice(pool, per_fold, CANDIDATE)
         parts.append(cf)
+    supervised = per_fold and cfg.supervisor.enabled
+    if supervised:            # the candidate under the safety supervisor: one more candidate family, and one more trial
+        sf = cf.with_columns(pl.lit(SUPERVISED).alias('encoder'))
+        parts.append(sf)
+        fams[SUPERVISED] = dict(params_hash=sf['params_hash'][0], of=CANDIDATE, n_configs=1, val_score=None,
+                                supervisor=to_dict(cfg.supervisor))
+        _ledger_rows(run, sf, SUPERVISED, {'of': CANDIDATE, 'supervisor': to_dict(cfg.supervisor)}, metric)
     preds = stitch(parts)
     atomic_write(run / 'predictions.parquet', writer=lambda tmp: preds.write_parquet(tmp))
-    bt = run_predictions(data.bars, preds, cfg.costs, cfg.backtest, data.calendar, data.freq, split='test')
+    bt = run_predictions(data.bars, preds.filter(pl.col('encoder') != SUPERVISED), cfg.costs, cfg.backtest, data.calendar, data.freq, split='test')
+    if supervised:
+        bt = pl.concat([bt, run_predictions(data.bars, sf, cfg.costs, cfg.backtest, data.calendar, data.freq, split='test',
+                                            supervisor=cfg.supervisor)], how='diagonal_relaxed')
     atomic_write(run / 'backtest.parquet', writer=lambda tmp: bt.write_parquet(tmp))
     selection = {
         'metric': metric,
@@ -254,6 +258,7 @@ def assemble(run_dir, data: ExperimentData) -> dict:
         'ensembles': [e for e in fams if e.startswith('ensemble:')],
         'agents': [a for a in agents if a in fams],
         'ineligible': sorted(f"{e}/{h}" for e, h in set(planned) - complete),
+        'supervised': SUPERVISED if supervised else None,
     }
     atomic_write(run / 'selection.json', json.dumps(selection, indent=1, default=str))
     atomic_write(run / 'metrics.json', json.dumps(run_metrics(bt, preds, selection, data), indent=1, default=str))

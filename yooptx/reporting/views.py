@@ -27,7 +27,7 @@ __all__ = ['OfflineNotebookRenderer', 'frame_html', 'setup_notebook', 'RunView',
            'rolling_sharpe_figure', 'signal_frame', 'rolling_ic', 'ic_figure', 'reopen_data', 'run_data',
            'cost_sensitivity', 'cost_sensitivity_figure', 'calibration_family', 'calibration_figures', 'run_verdict',
            'data_warnings', 'verdict_banner', 'checks_table', 'checks_markdown', 'bullets', 'statistics_table',
-           'what_would_change', 'deployment_table', 'manifest_table']
+           'what_would_change', 'supervisor_table', 'plot_supervisor', 'deployment_table', 'manifest_table']
 
 # %% ../../nbs/reporting/61_views.ipynb #e2171f1d
 class OfflineNotebookRenderer(NotebookRenderer):
@@ -825,6 +825,50 @@ def what_would_change(verdict: dict,                       # a verdict (verdict.
     return out or ["Nothing: every computable check passed."]
 
 # %% ../../nbs/reporting/61_views.ipynb #efff8af7
+def _supervised(run: RunView):
+    "(name, params_hash) of the candidate under the safety supervisor in this run, or None."
+    n = run.selection.get('supervised')
+    f = run.selection.get('families', {}).get(n) if n else None
+    return (n, f['params_hash']) if f and run.backtest is not None else None
+
+def supervisor_table(run: RunView) -> pl.DataFrame:
+    "metric, without, with rows: the candidate's test numbers without and under the safety supervisor (or why there are none)."
+    sv = _supervised(run)
+    if sv is None:
+        return pl.DataFrame({'metric': ['safety supervisor'], 'without': ['not run in this bake-off'],
+                             'with': [f"enable it with --set supervisor.enabled=true (thresholds: the supervisor: section)"]})
+    fm = run.metrics.get('families', {})
+    a, b = fm.get(run.candidate, {}).get('test', {}), fm.get(sv[0], {}).get('test', {})
+    pct = lambda x: 'n/a' if x is None or not math.isfinite(x) else f"{x:.1%}"
+    num = lambda x: 'n/a' if x is None or not math.isfinite(x) else f"{x:.2f}"
+    sc = run.backtest.filter((pl.col('encoder') == sv[0]) & (pl.col('params_hash') == sv[1]))
+    share = lambda m: pct(float(sc.select(m.mean()).item())) if sc.height and 'scale' in sc.columns else 'n/a'
+    v = (run.verdict or {}).get('supervised') or {}
+    rows = [('net Sharpe (annualized)', num(a.get('sharpe')), num(b.get('sharpe'))),
+            ('total return', pct(a.get('total_return')), pct(b.get('total_return'))),
+            ('max drawdown', pct(a.get('max_drawdown')), pct(b.get('max_drawdown'))),
+            ('turnover per year', num(a.get('turnover')), num(b.get('turnover'))),
+            ('test bars at CAUTION', '—', share((pl.col('scale') > 0) & (pl.col('scale') < 1))),
+            ('test bars at HALT', '—', share(pl.col('scale') == 0)),
+            ('gate verdict', (run.verdict or {}).get('verdict', 'n/a'), v.get('verdict', 'n/a'))]
+    return pl.DataFrame({'metric': [r[0] for r in rows], 'without': [r[1] for r in rows], 'with': [r[2] for r in rows]})
+
+def plot_supervisor(run: RunView) -> go.Figure | None:
+    "Seed-averaged growth of 1 without and under the safety supervisor, and the scale it held (None when it did not run)."
+    sv = _supervised(run)
+    if sv is None: return None
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.05)
+    for name, (enc, h) in (('without supervisor', run.pairs['candidate']), ('with supervisor', sv)):
+        r = seed_average(run.backtest, enc, h)
+        fig.add_trace(go.Scatter(x=r['timestamp'].to_list(), y=(1 + r['net']).cum_prod().to_list(), name=name), row=1, col=1)
+    s = (run.backtest.filter((pl.col('encoder') == sv[0]) & (pl.col('params_hash') == sv[1]))
+         .group_by('timestamp').agg(pl.col('scale').mean()).sort('timestamp'))
+    fig.add_trace(go.Scatter(x=s['timestamp'].to_list(), y=s['scale'].to_list(), name='scale held (seed mean)', line_shape='hv',
+                             fill='tozeroy'), row=2, col=1)
+    fig.update_yaxes(title_text='growth of 1', row=1, col=1); fig.update_yaxes(title_text='scale', range=[0, 1.05], row=2, col=1)
+    fig.update_layout(title='The candidate without and under the safety supervisor (test folds, net of costs)', height=480)
+    return fig
+
 def deployment_table(run: RunView) -> pl.DataFrame:
     "item, value rows: each family's batch-of-one inference latency (p50 / p99 ms) and the registry state of this run."
     led = run.ledger.filter(pl.col('status') == 'ok')
