@@ -11,7 +11,8 @@ from .bars import FREQ_MINUTES
 
 # %% auto #0
 __all__ = ['cmd_data_list', 'cmd_data_ingest', 'cmd_data_check', 'cmd_data_resample', 'cmd_bakeoff', 'cmd_gate', 'cmd_track',
-           'cmd_registry', 'cmd_predict', 'cmd_demo', 'cmd_run', 'build_parser', 'Terminated', 'main']
+           'cmd_replay', 'cmd_halt', 'cmd_resume', 'cmd_registry', 'cmd_predict', 'cmd_demo', 'cmd_run', 'build_parser',
+           'Terminated', 'main']
 
 # %% ../nbs/31_cli.ipynb #6a6f82ea
 def _fmt_symbols(s: list[str]) -> str:
@@ -162,6 +163,33 @@ def cmd_track(args) -> int:
           f"{r['trials_added']} trial run(s) added) in {r['seconds']:.1f}s")
     print(f"browse: mlflow ui --backend-store-uri '{r['uri']}'  (the UI needs the full mlflow package)")
     return 0
+
+def cmd_replay(args) -> int:
+    from yooptx.runs import resolve_run
+    from yooptx.replay import replay
+    r = replay(resolve_run(args.run_dir), args.candidate, args.start, args.end, None if args.as_fast_as_possible else args.speed,
+               args.out, summaries=not args.no_summaries, progress=not args.quiet)
+    sp, par = r.speed, r.parity
+    print(f"replayed {args.candidate} over {sp['bars']} bar(s) in {sp['seconds']}s ({sp['bars_per_second']} bars/s; decision latency "
+          f"p50 {sp['decision_ms_p50']:.1f} ms, p99 {sp['decision_ms_p99']:.1f} ms)")
+    for s, d in par['seeds'].items():
+        print(f"  seed {s}: positions {'equal' if d['positions_equal'] else 'DIFFER at ' + str(d['position_mismatches']) + ' bar(s)'} to the batch "
+              f"backtest's over {d['bars']} bars; net PnL max difference {d['max_abs_net_diff']:.2e}")
+    if par.get('compared_until'): print(f"  (the kill switch halted the replay at {par['compared_until']}: parity checked up to that bar)")
+    print(f"replay folder: {r.path}" + ('' if args.no_summaries else f"\nsessions: {r.path / 'daily' / 'index.html'}"))
+    if not par['ok']:
+        print("yooptx: PARITY FAILED: the live loop traded differently from the batch backtest: something the batch features or "
+              "predictions used was not known at the bar (look-ahead), or the run's files were changed", file=sys.stderr)
+        return 1
+    return 0
+
+def cmd_halt(args) -> int:
+    from yooptx.replay import set_halt
+    st = set_halt(args.target, args.func is cmd_halt, args.reason or '')
+    print(f"{'HALT' if st['halted'] else 'resumed'}: {args.target} ({st['reason']}); a running replay reads it before its next bar")
+    return 0
+
+def cmd_resume(args) -> int: return cmd_halt(args)
 
 def cmd_registry(args) -> int:
     from yooptx.experiments import registry as R
@@ -356,6 +384,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('--start'); q.add_argument('--end'); q.add_argument('--out', help='parquet or .csv file (default: print)')
     q.add_argument('--tracking-uri', metavar='URI')
     q.set_defaults(func=cmd_predict)
+    q = sub.add_parser('replay', help="step a run's candidate through its test bars one at a time as if live; check its positions equal the backtest's")
+    q.add_argument('run_dir', metavar='RUN_DIR', nargs='?', default='', help='a finished run (default: the latest)')
+    q.add_argument('--candidate', default='candidate', help="'candidate' (default) or one of the run's encoder families")
+    q.add_argument('--start', help='first bar to replay (default: the first test bar)')
+    q.add_argument('--end', help='last bar to replay (default: the last test bar)')
+    g = q.add_mutually_exclusive_group()
+    g.add_argument('--speed', type=float, help='bars per second (paced like a live feed)')
+    g.add_argument('--as-fast-as-possible', action='store_true', help='no pacing (the default)')
+    q.add_argument('--out', help='replay folder (default: RUN_DIR/replays/<candidate>)')
+    q.add_argument('--no-summaries', action='store_true', help='skip the per-session markdown/HTML summaries')
+    q.add_argument('--quiet', action='store_true', help='no progress bar')
+    q.set_defaults(func=cmd_replay)
+    for name, what in (('halt', 'flatten at the next fill and stop trading'), ('resume', 'lift a halt')):
+        q = sub.add_parser(name, help=f"kill switch: {what} in the replays reading TARGET (a run or replay folder)")
+        q.add_argument('target', metavar='RUN_OR_REPLAY')
+        q.add_argument('--reason', help='recorded in the audit log')
+        q.set_defaults(func=cmd_halt if name == 'halt' else cmd_resume)
     q = sub.add_parser('track', help='mirror a run folder into MLflow (back-fills a run made without tracking)')
     q.add_argument('run_dir', metavar='RUN_DIR')
     q.add_argument('--tracking-uri', metavar='URI', help='MLflow store (default: track.uri, $MLFLOW_TRACKING_URI, or sqlite under $YOOPTX_HOME/mlflow)')
