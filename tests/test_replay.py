@@ -16,7 +16,8 @@ from yooptx.synth import random_walk
 
 NAMES = ['ret_1', 'ret_5', 'rv_20', 'rsi_14']
 TINY = {'encoders': {'cnn': {'params': {'d_model': 8, 'n_layers': 1, 'window': 8, 'batch_size': 256}}},
-        'features': {'names': NAMES}, 'baselines': ['buy_hold'], 'seeds': [0], 'splits': {'n_folds': 2}, 'budget': {'max_epochs': 2}}
+        'features': {'names': NAMES}, 'baselines': ['buy_hold'], 'seeds': [0], 'splits': {'n_folds': 2}, 'budget': {'max_epochs': 2},
+        'supervisor': {'caution_drawdown': 0.02, 'halt_drawdown': 0.04, 'halt_sessions': 3}}   # tight: it acts on a random walk
 
 
 def _run(path, extra_names=()):
@@ -45,6 +46,14 @@ def test_replay_trades_the_batch_positions_exactly(clean_run):
     sub = replay(clean_run, start=str(r.positions['timestamp'][40]), end=str(r.positions['timestamp'][90]), out=r.path.parent / 'part',
                  summaries=False, progress=False)
     assert sub.parity['ok'] and sub.parity['seeds']['0']['bars'] == 2 * 52, sub.parity   # 51 decisions and the last one's fill, 2 symbols
+
+
+def test_the_supervisor_in_the_live_loop_decides_as_the_batch_overlay_does(clean_run, tmp_path):
+    r = replay(clean_run, supervisor=True, out=tmp_path / 'sup', summaries=False, progress=False)
+    assert r.parity['ok'] and r.parity['supervised'], r.parity          # against backtest.run(..., supervisor=Supervisor(cfg))
+    levels = [a['level'] for a in read_audit(r.path / 'audit.jsonl') if a['judge'] in ('rules', 'latch')]
+    assert levels.count('HALT') > 0 and levels.count('OK') > 0
+    assert r.positions.filter(pl.col('held') == 0).height > r.positions.height // 10
 
 
 def test_a_feature_that_peeks_ahead_breaks_parity(tmp_path):

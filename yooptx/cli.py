@@ -168,13 +168,14 @@ def cmd_replay(args) -> int:
     from yooptx.runs import resolve_run
     from yooptx.replay import replay
     r = replay(resolve_run(args.run_dir), args.candidate, args.start, args.end, None if args.as_fast_as_possible else args.speed,
-               args.out, summaries=not args.no_summaries, progress=not args.quiet)
+               args.out, summaries=not args.no_summaries, supervisor=args.supervisor, progress=not args.quiet)
     sp, par = r.speed, r.parity
     print(f"replayed {args.candidate} over {sp['bars']} bar(s) in {sp['seconds']}s ({sp['bars_per_second']} bars/s; decision latency "
           f"p50 {sp['decision_ms_p50']:.1f} ms, p99 {sp['decision_ms_p99']:.1f} ms)")
     for s, d in par['seeds'].items():
         print(f"  seed {s}: positions {'equal' if d['positions_equal'] else 'DIFFER at ' + str(d['position_mismatches']) + ' bar(s)'} to the batch "
               f"backtest's over {d['bars']} bars; net PnL max difference {d['max_abs_net_diff']:.2e}")
+    if par.get('supervised'): print(f"  with the safety supervisor (checked against backtest.run(..., supervisor=)); decisions in {r.path / 'audit.jsonl'}")
     if par.get('compared_until'): print(f"  (the kill switch halted the replay at {par['compared_until']}: parity checked up to that bar)")
     print(f"replay folder: {r.path}" + ('' if args.no_summaries else f"\nsessions: {r.path / 'daily' / 'index.html'}"))
     if not par['ok']:
@@ -394,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--as-fast-as-possible', action='store_true', help='no pacing (the default)')
     q.add_argument('--out', help='replay folder (default: RUN_DIR/replays/<candidate>)')
     q.add_argument('--no-summaries', action='store_true', help='skip the per-session markdown/HTML summaries')
+    g = q.add_mutually_exclusive_group()
+    g.add_argument('--supervisor', dest='supervisor', action='store_true', default=None,
+                   help="judge with the run's supervisor: section (default: when the run enabled it)")
+    g.add_argument('--no-supervisor', dest='supervisor', action='store_false', help='no safety supervisor')
     q.add_argument('--quiet', action='store_true', help='no progress bar')
     q.set_defaults(func=cmd_replay)
     for name, what in (('halt', 'flatten at the next fill and stop trading'), ('resume', 'lift a halt')):

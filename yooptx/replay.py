@@ -15,7 +15,7 @@ from .backtest import run as backtest_run, size_positions
 from .execution import Execution
 from .features import build, load_exog
 from .runs import read_run_config
-from .supervisor import AuditLog, Decision
+from .supervisor import AuditLog, Decision, path_context
 
 # %% auto #0
 __all__ = ['HALT_FILE', 'ReplayError', 'replay_plan', 'set_halt', 'halt_state', 'ReplayResult', 'replay', 'write_summaries']
@@ -89,6 +89,7 @@ def replay(run_dir,                        # a finished bake-off run folder
            speed: float | None = None,     # bars per second (None: as fast as possible)
            out=None,                       # the replay folder (default: RUN/replays/<candidate>)
            summaries: bool = True,         # write one summary per session (markdown + HTML)
+           supervisor: bool | None = None, # judge with the run's supervisor: section (None: when the run enabled it)
            progress: bool = True,
            data=None) -> ReplayResult:     # the run's ExperimentData when already loaded
     "Replay `candidate` bar by bar over its test bars as a live loop would; write positions, fills, PnL, audit log, parity and summaries."
@@ -125,6 +126,11 @@ def replay(run_dir,                        # a finished bake-off run folder
     rows_at = lambda t: key.filter(pl.col('timestamp') == t).sort('symbol')['row'].to_numpy()
     book = ex.start(K)
     decided, live, recs, lat, halted, first_halt = [], [], [], [], False, None
+    supervised = cfg.supervisor.enabled if supervisor is None else bool(supervisor)
+    last = rows_at(times[-1]); n_end = int(min(lag, (ex.ends - 1 - last).min()))
+    T = np.r_[np.array([x.timestamp() for x in times]) * 1e6, key['timestamp'].dt.epoch('us').to_numpy()[last[0] + 1:last[0] + 1 + n_end]].astype(np.int64)
+    watch = _Watch(cfg.supervisor, seeds, S, T, cal, freq, audit) if supervised else None
+    held_of = (lambda j: watch.held(decided, j, lag)) if watch is not None else (lambda j: decided[j - lag] if j - lag >= 0 else np.zeros(K))
     t0 = time.perf_counter()
     bar = tqdm(total=len(times), desc=f'replay {candidate}', unit='bar', disable=not progress, dynamic_ncols=True)
     for i, (t, k) in enumerate(zip(times, folds)):
@@ -145,20 +151,22 @@ def replay(run_dir,                        # a finished bake-off run folder
             sig = pl.concat([x for x in live if x['seed'][0] == s]).drop('seed')
             sz = size_positions(prefix, sig, cfg.backtest, cal, freq).filter(pl.col('timestamp') == t).sort('symbol')
             tgt.append(np.zeros(S) if halted else sz['target'].to_numpy())
+        # book the bar that has completed (its fill-to-fill move is now known), holding the target decided `lag` bars before
+        if i >= 1: recs.append(_book(ex, book, np.tile(rows_at(times[i - 1]), len(seeds)), held_of(i - 1), False))
+        if watch is not None:                                  # the supervisor judges at the bar's close, for the next fill
+            watch.observe(i, ex, book, np.tile(rows_at(t), len(seeds)), held_of(i))
+            watch.decide(i, t)
         decided.append(np.concatenate(tgt))                    # (K,) lanes: seed-major, symbols in order
         lat.append((time.perf_counter() - a) * 1e3)
-        # book the bar that has completed (its fill-to-fill move is now known), holding the target decided `lag` bars before
-        if i >= 1: recs.append(_book(ex, book, times[i - 1], np.tile(rows_at(times[i - 1]), len(seeds)), decided, i - 1, lag, K, False))
         bar.update()
         if speed: time.sleep(max(0.0, (i + 1) / speed - (time.perf_counter() - t0)))
     bar.close()
     wall = time.perf_counter() - t0
     # after the last decision: its bar, then the bars until its fill (the backtest window runs to the fill of the last decision)
-    last = rows_at(times[-1]); n_end = int(min(lag, (ex.ends[[syms.index(x) for x in syms]] - 1 - last).min()))
     for j in range(n_end + 1):
-        recs.append(_book(ex, book, None, np.tile(last + j, len(seeds)), decided, len(times) - 1 + j, lag, K, j == n_end))
+        recs.append(_book(ex, book, np.tile(last + j, len(seeds)), held_of(len(times) - 1 + j), j == n_end))
     res = _frames(recs, key, syms, seeds, live, decided, times, lag)
-    parity = _parity(run, plan, candidate, data, cfg, res, times, first_halt)
+    parity = _parity(run, plan, candidate, data, cfg, res, times, first_halt, supervised)
     speed_d = {'bars': len(times), 'seconds': round(wall, 2), 'bars_per_second': round(len(times) / wall, 2) if wall > 0 else None,
                'decision_ms_p50': float(np.percentile(lat, 50)), 'decision_ms_p99': float(np.percentile(lat, 99)), 'paced': speed}
     positions, pnl, fills = res
@@ -176,9 +184,51 @@ def replay(run_dir,                        # a finished bake-off run folder
     return ReplayResult(out, positions, pnl, fills, parity, speed_d)
 
 # %% ../nbs/47_replay.ipynb #c617abd4
-def _book(ex: Execution, book, t, rows: np.ndarray, decided: list, idx: int, lag: int, K: int, close: bool) -> dict:
-    "Step every lane over bar `rows` holding the target decided `lag` bars before (flat before the first decision)."
-    held = decided[idx - lag] if idx - lag >= 0 else np.zeros(K)
+class _Watch:
+    """The safety supervisor inside the replay, one `Supervisor` per seed's book: the context arrays it reads, filled bar
+    by bar from what is known at each bar's close (equity at the fill, the mark at the close, positions), the decisions,
+    and the scale in force over each bar: the same rules, cadence and next-fill application as `backtest.run(supervisor=)`."""
+    def __init__(self, cfg, seeds: list, S: int, T: np.ndarray, calendar, freq, audit: AuditLog):
+        from yooptx.backtest import _gap_bars, _session_days
+        from yooptx.supervisor import Supervisor
+        n, self.S, self.cfg, self.audit, self.seeds = T.size, S, cfg, audit, seeds
+        day = _session_days(T, calendar, freq == '1D')
+        newday = np.r_[True, day[1:] != day[:-1]]
+        self.sstart, self.sess = np.maximum.accumulate(np.where(newday, np.arange(n), 0)), np.cumsum(newday) - 1
+        self.points = set((np.flatnonzero(np.r_[day[1:] != day[:-1], True]) if cfg.every == 0 else np.arange(cfg.every - 1, n, cfg.every)).tolist())
+        self.gaps = _gap_bars(T, calendar, freq) if cfg.halt_gap_bars else None
+        self.eprev, self.cm, self.conc = (np.full((len(seeds), n), np.nan) for _ in range(3))
+        self.scale = np.ones((len(seeds), n + 1))
+        self.sups = [Supervisor(cfg) for _ in seeds]
+
+    def held(self, decided: list, j: int, lag: int) -> np.ndarray:
+        "The targets held over bar j: decided `lag` bars before, times the scale each seed's supervisor holds over j."
+        base = decided[j - lag] if j - lag >= 0 else np.zeros(len(self.seeds) * self.S)
+        return base * np.repeat(self.scale[:, j], self.S)
+
+    def observe(self, i: int, ex: Execution, book, rows: np.ndarray, held: np.ndarray):
+        "At bar i's close: each book's equity at the bar's fill and its mark at the close (the fill priced on a copy of the book)."
+        import copy
+        o = ex.step(copy.deepcopy(book), rows, held)
+        nS, S = len(self.seeds), self.S
+        Ep, w, c = book.equity.reshape(nS, S), o['position'].reshape(nS, S), o['cost'].reshape(nS, S)
+        self.eprev[:, i] = Ep.sum(1) / S
+        self.cm[:, i] = self.eprev[:, i] + (Ep * (w * ex.panel.close_move[rows].reshape(nS, S) - c)).sum(1) / S
+        a = np.abs(w); tot = a.sum(1)
+        self.conc[:, i] = np.where(tot > 0, a.max(1) / np.where(tot > 0, tot, 1.0), 0.0)
+
+    def decide(self, i: int, when):
+        "Each seed's decision at bar i when it is a decision point; its scale holds from the next bar on."
+        if i not in self.points: return
+        for j, (s, sup) in enumerate(zip(self.seeds, self.sups)):
+            ctx = path_context(self.cfg, i, self.eprev[j], self.cm[j], self.sstart, self.sess,
+                               self.conc[j] if self.cfg.max_concentration < 1 else None, self.gaps, None, None, sup.latency_ms)
+            d = sup.decide(ctx, when, session=int(self.sess[i]))
+            self.audit.append(when, ctx, d, sup.decisions[-1]['latency_ms'], seed=int(s))
+            self.scale[j, i + 1:] = d.scale
+
+def _book(ex: Execution, book, rows: np.ndarray, held: np.ndarray, close: bool) -> dict:
+    "Step every lane over bar `rows` holding `held` (the target decided `lag` bars before, times the supervisor's scale)."
     o = ex.step(book, rows, held, close=close)
     return {'rows': rows.copy(), 'held': ex.cap(held), **{k: o[k].copy() for k in ('position', 'turnover', 'cost', 'net')},
             'equity': book.equity.copy()}
@@ -206,7 +256,7 @@ def _frames(recs: list, key: pl.DataFrame, syms: list, seeds: list, live: list, 
              .filter(pl.col('turnover') > 0).select('timestamp', 'symbol', 'seed', 'from', pl.col('held').alias('to'), 'turnover', 'cost'))
     return positions, pnl.select('timestamp', 'seed', 'net', 'equity'), fills
 
-def _parity(run: Path, plan: dict, candidate: str, data, cfg, res, times: list, until=None) -> dict:
+def _parity(run: Path, plan: dict, candidate: str, data, cfg, res, times: list, until=None, supervised: bool = False) -> dict:
     """The batch backtest of the run's own (batch-scored) predictions over the same window, against the replay: the held
     targets must be equal and each seed's net PnL equal to 1e-9 (up to bar `until` when the kill switch intervened: the
     positions held over it were decided before the halt)."""
@@ -220,7 +270,9 @@ def _parity(run: Path, plan: dict, candidate: str, data, cfg, res, times: list, 
     out, ok = {}, True
     for s in sorted(set(positions['seed'].to_list())):
         g = bp.filter(pl.col('seed') == s)
-        r = backtest_run(data.bars, g.select('timestamp', 'symbol', 'prediction', *_prob_cols(g)), cfg.costs, cfg.backtest, data.calendar, data.freq)
+        from yooptx.supervisor import Supervisor
+        r = backtest_run(data.bars, g.select('timestamp', 'symbol', 'prediction', *_prob_cols(g)), cfg.costs, cfg.backtest, data.calendar, data.freq,
+                         supervisor=Supervisor(cfg.supervisor) if supervised else None)
         rr, rp = r.returns, r.portfolio
         if until is not None: rr, rp = rr.filter(pl.col('timestamp') <= until), rp.filter(pl.col('timestamp') <= until)
         j = (rr.select('timestamp', 'symbol', 'target', 'net')
@@ -234,7 +286,7 @@ def _parity(run: Path, plan: dict, candidate: str, data, cfg, res, times: list, 
              'max_abs_prediction_diff': float((pr['prediction'] - pr['p_r']).abs().max()) if pr.height else math.nan}
         d['ok'] = d['positions_equal'] and d['max_abs_net_diff'] <= 1e-9
         ok &= d['ok']; out[str(s)] = d
-    return {'ok': bool(ok), 'seeds': out, 'compared_until': None if until is None else str(until)}
+    return {'ok': bool(ok), 'seeds': out, 'compared_until': None if until is None else str(until), 'supervised': supervised}
 
 # %% ../nbs/47_replay.ipynb #002aee11
 def write_summaries(out: Path, pnl: pl.DataFrame, positions: pl.DataFrame, fills: pl.DataFrame, calendar: str | None,
@@ -263,7 +315,7 @@ def write_summaries(out: Path, pnl: pl.DataFrame, positions: pl.DataFrame, fills
         ret = float((1 + g['net']).product() - 1)
         held = pos.filter(pl.col('timestamp') == t1)
         fl = fills.filter(pl.col('timestamp').is_between(t0, t1))
-        dec = [a for a in aud if str(t0) <= a['_t'] <= str(t1)]
+        dec = [a for a in aud if str(t0) <= a['_t'] <= str(t1) and (a['level'] != 'OK' or a['judge'] == 'kill-switch')]
         md = [f"# Session {day}", '', f"- PnL: **{ret:+.3%}** (mean of {pnl['seed'].n_unique()} seed book(s)); equity at the close {float(g['equity'][-1]):.4f}",
               f"- Positions held over the last bar: " + (', '.join(f"{r['symbol']} {r['held']:+.2f}" for r in held.iter_rows(named=True)) or 'none'),
               f"- Fills: {fl.height} (turnover {float(fl['turnover'].sum()):.2f}, cost {float(fl['cost'].sum()):.5f})",
