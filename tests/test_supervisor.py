@@ -57,3 +57,44 @@ def test_the_supervised_candidate_is_one_more_trial_judged_and_shown(tmp_path):
     assert bt['scale'].min() == 0.0 and bt['scale'].max() == 1.0             # it halted at some point and traded freely at others
     t = views.supervisor_table(views.load_run(run))
     assert t['metric'].to_list()[:3] == ['net Sharpe (annualized)', 'total return', 'max drawdown'] and t['with'][-1] == sv['verdict']
+
+
+def _tiny_llm(path: Path, model_type: str = 'gpt2') -> Path:
+    "A randomly initialised causal LM (and word-level tokenizer) built from a local config: nothing downloaded."
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import DistilBertConfig, DistilBertModel, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    words = ['[UNK]', '[PAD]', 'OK', 'CAUTION', 'HALT', 'scale=0.5', 'reason:', 'drawdown', 'Answer:']
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token='[UNK]')); tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tk, unk_token='[UNK]', pad_token='[PAD]', eos_token='[PAD]').save_pretrained(path)
+    if model_type == 'gpt2':
+        GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=512, n_embd=16, n_layer=1, n_head=2, bos_token_id=1, eos_token_id=1)).save_pretrained(path)
+    else:
+        DistilBertModel(DistilBertConfig(vocab_size=len(words), dim=16, n_layers=1, n_heads=2, hidden_dim=32)).save_pretrained(path)
+    return path
+
+
+def test_the_llm_judge_reads_only_earlier_notes_and_falls_back_to_the_rules(tmp_path, monkeypatch):
+    import datetime as dt
+    from yooptx.supervisor import LLMJudge, Supervisor
+    model = _tiny_llm(tmp_path / 'llm')
+    news = tmp_path / 'news.jsonl'
+    news.write_text('\n'.join(json.dumps(r) for r in [{'timestamp': '2021-03-01T14:00:00Z', 'text': 'Fed holds rates'},
+                                                      {'timestamp': '2021-03-02T09:00:00+00:00', 'text': 'exchange outage'},
+                                                      {'timestamp': '2021-03-03T12:00:00Z', 'text': 'FUTURE: crash tomorrow'}]) + '\n')
+    sup = Supervisor({'llm_model': str(model), 'news': str(news), 'caution_drawdown': 0.1, 'halt_drawdown': 0.2})
+    assert isinstance(sup.judge, LLMJudge)
+    when = dt.datetime(2021, 3, 2, 21, 0, tzinfo=dt.timezone.utc)
+    prompt = sup.judge.prompt({'drawdown': 0.25, 'time': str(when)})
+    assert 'Fed holds rates' in prompt and 'exchange outage' in prompt and 'FUTURE' not in prompt     # as of the decision
+    d = sup.decide({'drawdown': 0.25}, when)              # a random model answers gibberish: the rule verdict, logged
+    assert d.level == 'HALT' and d.judge == 'rules-fallback' and any('unparseable answer' in r for r in d.reasons), d
+    monkeypatch.setattr(sup.judge.tokenizer, 'decode', lambda *a, **k: 'CAUTION scale=0.3 reason: outage at the exchange')
+    sup.reset(when)                                       # the HALT latched until reset
+    d = sup.decide({'drawdown': 0.01}, when)              # a well-formed answer is the decision, even where the rules say OK
+    assert (d.level, d.scale, d.judge, d.reasons) == ('CAUTION', 0.3, 'llm', ('outage at the exchange',))
+    with pytest.raises(SupervisorError, match='is not a text-generation model'):
+        LLMJudge(_tiny_llm(tmp_path / 'encoder_only', 'distilbert'))   # an encoder, no text generation
+    with pytest.raises(SupervisorError, match='is not a Hugging Face model folder'):
+        LLMJudge(tmp_path)
+    bad = tmp_path / 'bad.jsonl'; bad.write_text('{"timestamp": "2021-03-01", "text": "x"}\nnot json\n')
+    with pytest.raises(SupervisorError, match='line 2'): LLMJudge(model, news=bad)

@@ -385,6 +385,9 @@ class SupervisorConfig:
     latency_budget_ms: Optional[float] = None   # CAUTION when a decision's model latency exceeds it
     caution_scale: float = 0.5        # position multiplier under CAUTION
     halt_sessions: Optional[int] = None   # sessions a HALT lasts before the judge may lift it (None: until reset)
+    llm_model: Optional[str] = None   # a local Hugging Face text-generation model folder: it judges instead of the rules (never downloaded)
+    news: Optional[str] = None        # JSONL of timestamped notes ({"timestamp", "text"}) the LLM judge reads as of each decision
+    llm_timeout_s: float = 5.0        # an answer later than this (or unparseable) falls back to the rule verdict, logged
     def validate(self, where):
         if self.every < 0: raise ConfigError(f"{where}.every: bars between decisions, >= 0 (0: once per session), got {self.every}")
         for a, b in (('caution_drawdown', 'halt_drawdown'), ('caution_session_loss', 'halt_session_loss')):
@@ -405,6 +408,7 @@ class SupervisorConfig:
         if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
             raise ConfigError(f"{where}.latency_budget_ms: milliseconds > 0, got {self.latency_budget_ms}")
         if not 0 < self.caution_scale < 1: raise ConfigError(f"{where}.caution_scale: a multiplier in (0, 1), got {self.caution_scale}")
+        if not self.llm_timeout_s > 0: raise ConfigError(f"{where}.llm_timeout_s: seconds > 0, got {self.llm_timeout_s}")
         if self.halt_sessions is not None and self.halt_sessions < 1:
             raise ConfigError(f"{where}.halt_sessions: >= 1 session, or null (until reset); got {self.halt_sessions}")
 
