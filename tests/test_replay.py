@@ -16,7 +16,7 @@ from yooptx.synth import random_walk
 
 NAMES = ['ret_1', 'ret_5', 'rv_20', 'rsi_14']
 TINY = {'encoders': {'cnn': {'params': {'d_model': 8, 'n_layers': 1, 'window': 8, 'batch_size': 256}}},
-        'features': {'names': NAMES}, 'baselines': ['buy_hold'], 'seeds': [0], 'splits': {'n_folds': 2}, 'budget': {'max_epochs': 2},
+        'features': {'names': NAMES}, 'baselines': ['buy_hold', 'momentum', 'ridge'], 'seeds': [0], 'splits': {'n_folds': 2}, 'budget': {'max_epochs': 2},
         'supervisor': {'caution_drawdown': 0.02, 'halt_drawdown': 0.04, 'halt_sessions': 3}}   # tight: it acts on a random walk
 
 
@@ -46,6 +46,13 @@ def test_replay_trades_the_batch_positions_exactly(clean_run):
     sub = replay(clean_run, start=str(r.positions['timestamp'][40]), end=str(r.positions['timestamp'][90]), out=r.path.parent / 'part',
                  summaries=False, progress=False)
     assert sub.parity['ok'] and sub.parity['seeds']['0']['bars'] == 2 * 52, sub.parity   # 51 decisions and the last one's fill, 2 symbols
+
+
+@pytest.mark.parametrize('baseline', ['momentum', 'ridge'])
+def test_a_baseline_replays_to_its_batch_positions(clean_run, tmp_path, baseline):
+    r = replay(clean_run, baseline, out=tmp_path / baseline, summaries=False, progress=False)    # ridge refits on the fold's training rows each bar
+    assert r.parity['ok'], r.parity
+    assert r.parity['seeds']['0']['max_abs_prediction_diff'] < 1e-9 and r.fills.height > 0
 
 
 def test_the_supervisor_in_the_live_loop_decides_as_the_batch_overlay_does(clean_run, tmp_path):
@@ -92,9 +99,7 @@ def test_the_kill_switch_stops_a_paced_replay_within_one_bar(clean_run, tmp_path
 
 def test_bad_requests(clean_run, tmp_path):
     rc, o, e = run_cli('replay', clean_run, '--candidate', 'nope')
-    assert rc == 2 and "unknown candidate 'nope'" in e and 'replayable: candidate, cnn' in e, e
-    rc, o, e = run_cli('replay', clean_run, '--candidate', 'buy_hold')
-    assert rc == 2 and 'baseline, ensemble, agent or variant' in e, e
+    assert rc == 2 and "unknown candidate 'nope'" in e and 'replayable: candidate, cnn, buy_hold, momentum, ridge' in e, e
     rc, o, e = run_cli('replay', clean_run, '--start', '2040-01-01')
     assert rc == 2 and 'holds no test bar' in e and 'its test bars span' in e, e
     rc, o, e = run_cli('halt', tmp_path / 'missing')

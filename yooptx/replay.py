@@ -18,9 +18,10 @@ from .runs import read_run_config
 from .supervisor import AuditLog, Decision, path_context
 
 # %% auto #0
-__all__ = ['HALT_FILE', 'ReplayError', 'replay_plan', 'set_halt', 'halt_state', 'ReplayResult', 'replay', 'write_summaries']
+__all__ = ['HALT_FILE', 'ReplayError', 'replay_plan', 'prefix_data', 'set_halt', 'halt_state', 'ReplayResult', 'replay',
+           'write_summaries']
 
-# %% ../nbs/47_replay.ipynb #00ef8be2
+# %% ../nbs/47_replay.ipynb #f790d89d
 class ReplayError(UserError):
     "A replay that cannot run as asked (unknown candidate, a window outside the data, a family without checkpoints)."
 
@@ -30,22 +31,37 @@ def _sel(run: Path) -> dict:
     return json.loads(p.read_text())
 
 def replay_plan(run, candidate: str = 'candidate') -> dict[int, tuple[str, str]]:
-    "fold -> (encoder family, params_hash) that `candidate` traded on that fold's test bars (checked to have checkpoints)."
+    "fold -> (family, params_hash) that `candidate` traded on that fold's test bars (an encoder with checkpoints, or a baseline)."
     run = Path(run); sel = _sel(run); fams = sel.get('families', {})
-    known = (['candidate'] if sel.get('candidate_per_fold') else []) + [f for f in fams if f in sel.get('encoders', [])]
+    enc, base = sel.get('encoders', []), sel.get('baselines', [])
+    known = (['candidate'] if sel.get('candidate_per_fold') else []) + [f for f in fams if f in enc or f in base]
     if candidate == 'candidate' and sel.get('candidate_per_fold'):
         plan = {int(k): (f, fams[f]['per_fold'].get(str(k), fams[f]['params_hash'])) if f in fams else (f, None)
                 for k, f in sel['candidate_per_fold'].items()}
-    elif candidate in fams and candidate in sel.get('encoders', []):
+    elif candidate in fams and (candidate in enc or candidate in base):
         plan = {int(k): (candidate, h) for k, h in fams[candidate]['per_fold'].items()}
     else:
         raise ReplayError(f"unknown candidate {candidate!r} in run {run.name}; replayable: {', '.join(known) or '(none)'}"
-                          + (f" ({candidate} is a baseline, ensemble, agent or variant: replaying those is not supported yet)" if candidate in fams else ''))
+                          + (f" ({candidate} is an ensemble, agent or variant: replaying those is not supported yet)" if candidate in fams else ''))
     for k, (f, h) in plan.items():
-        if f not in sel.get('encoders', []) or not (run / 'checkpoints' / f / str(h)).is_dir():
-            raise ReplayError(f"fold {k} of {candidate!r} traded {f!r}, which has no checkpoints in {run / 'checkpoints'}: only encoder "
-                              f"families replay (not yet baselines, ensembles or agents); replayable: {', '.join(known)}")
+        if f in base: continue
+        if f not in enc or not (run / 'checkpoints' / f / str(h)).is_dir():
+            raise ReplayError(f"fold {k} of {candidate!r} traded {f!r}, which has no checkpoints in {run / 'checkpoints'}: encoder families "
+                              f"and baselines replay (not yet ensembles or agents); replayable: {', '.join(known)}")
     return dict(sorted(plan.items()))
+
+def prefix_data(data, prefix: pl.DataFrame, features: pl.DataFrame):
+    """`data` cut where `prefix` ends: its bars, features and labels (labels reaching past the prefix are null), and every
+    fold's rows within it, renumbered: what a baseline sees at that bar."""
+    from dataclasses import replace
+    from yooptx.labels import make_labels_from_config
+    from yooptx.experiment import ExperimentData
+    keep = np.flatnonzero((data.bars['timestamp'] <= prefix['timestamp'].max()).to_numpy())
+    new = np.full(data.bars.height, -1, np.int64); new[keep] = np.arange(keep.size)
+    cut = lambda r: new[r][new[r] >= 0]
+    folds = [replace(f, train=cut(f.train), val=cut(f.val), test=cut(f.test), purged=cut(f.purged), embargoed=cut(f.embargoed)) for f in data.folds]
+    return ExperimentData(data.config, prefix, features, make_labels_from_config(prefix, data.config.labels), folds, data.calendar,
+                          data.freq, data.dataset, data.sha256, [])
 
 # %% ../nbs/47_replay.ipynb #81d3409f
 HALT_FILE = 'halt.json'
@@ -70,7 +86,25 @@ def halt_state(*folders) -> dict | None:
             except ValueError: return {'halted': True, 'reason': f'{p} is unreadable: treated as a HALT', 'at': None}
     return None
 
-# %% ../nbs/47_replay.ipynb #0b5d4f9c
+# %% ../nbs/47_replay.ipynb #bea4eb1c
+def _live_models(run: Path, plan: dict, cfg, data, seeds: list) -> dict:
+    "(fold, seed) -> predict(features, prefix bars, t, rows of t): the fold's checkpoint of the seed, or the baseline run on the data so far."
+    from yooptx.training.checkpoints import load
+    from yooptx.baselines import baseline_params, build_baseline, run_baseline
+    from dataclasses import asdict
+    out = {}
+    for k, (f, h) in plan.items():
+        if f in cfg.baselines:
+            params = asdict(baseline_params(f, **cfg.baseline_params.get(f, {})))
+            for s in (seeds if build_baseline(f, params).stochastic else seeds[:1]):
+                out[(k, s)] = (lambda feats, prefix, t, r_t, f=f, k=k, s=s, params=params:
+                               run_baseline(f, prefix_data(data, prefix, feats), k, s, params).filter(pl.col('timestamp') == t).sort('symbol'))
+        else:
+            for s in seeds:
+                pr = load(run / 'checkpoints' / f / h / f'fold{k}-seed{s}' / 'best.ckpt')
+                out[(k, s)] = lambda feats, prefix, t, r_t, pr=pr: pr.predict(feats, r_t)
+    return out
+
 @dataclass
 class ReplayResult:
     "A finished replay: its folder and frames, the parity against the batch backtest, and the speed."
@@ -93,7 +127,6 @@ def replay(run_dir,                        # a finished bake-off run folder
            progress: bool = True,
            data=None) -> ReplayResult:     # the run's ExperimentData when already loaded
     "Replay `candidate` bar by bar over its test bars as a live loop would; write positions, fills, PnL, audit log, parity and summaries."
-    from yooptx.training.checkpoints import load
     from yooptx.reporting.views import reopen_data
     from tqdm.auto import tqdm
     run = Path(run_dir)
@@ -117,7 +150,8 @@ def replay(run_dir,                        # a finished bake-off run folder
     out.mkdir(parents=True, exist_ok=True)
     audit = AuditLog(out / 'audit.jsonl'); (out / 'audit.jsonl').touch()
     exog = load_exog(cfg.features.exog, cfg.features.exog_lag_bars) if cfg.features.exog else None
-    preds = {(k, s): load(run / 'checkpoints' / f / h / f'fold{k}-seed{s}' / 'best.ckpt') for k, (f, h) in plan.items() for s in seeds}
+    models = _live_models(run, plan, cfg, data, seeds)
+    seeds = sorted({s for _, s in models})                # a deterministic baseline trades the first seed only
     # bars' rows: the Execution indexes the bars frame (sorted by symbol, timestamp)
     key = bars.select('timestamp', 'symbol').with_row_index('row')
     ex = Execution(bars, cfg.costs, cfg.backtest, calendar=cal, freq=freq, capital=1.0 / len(syms))
@@ -146,7 +180,7 @@ def replay(run_dir,                        # a finished bake-off run folder
         r_t = np.flatnonzero((feats['timestamp'] == t).to_numpy())
         tgt = []
         for s in seeds:
-            p = preds[(k, s)].predict(feats, r_t)
+            p = models[(k, s)](feats, prefix, t, r_t)
             live.append(p.select('timestamp', 'symbol', 'prediction', *_prob_cols(p)).with_columns(seed=pl.lit(s, pl.Int32)))
             sig = pl.concat([x for x in live if x['seed'][0] == s]).drop('seed')
             sz = size_positions(prefix, sig, cfg.backtest, cal, freq).filter(pl.col('timestamp') == t).sort('symbol')
