@@ -10,7 +10,7 @@ from yooptx.config import load_config
 from yooptx.experiment import prepare
 from yooptx.experiments.bakeoff import bakeoff
 from yooptx.features import FEATURES, Feature, register
-from yooptx.replay import replay
+from yooptx.experiments.replay import replay
 from yooptx.supervisor import read_audit
 from yooptx.synth import random_walk
 

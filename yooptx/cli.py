@@ -166,7 +166,7 @@ def cmd_track(args) -> int:
 
 def cmd_replay(args) -> int:
     from yooptx.runs import resolve_run
-    from yooptx.replay import replay
+    from yooptx.experiments.replay import replay
     r = replay(resolve_run(args.run_dir), args.candidate, args.start, args.end, None if args.as_fast_as_possible else args.speed,
                args.out, summaries=not args.no_summaries, supervisor=args.supervisor, progress=not args.quiet)
     sp, par = r.speed, r.parity
@@ -185,7 +185,7 @@ def cmd_replay(args) -> int:
     return 0
 
 def cmd_halt(args) -> int:
-    from yooptx.replay import set_halt
+    from yooptx.experiments.replay import set_halt
     st = set_halt(args.target, args.func is cmd_halt, args.reason or '')
     print(f"{'HALT' if st['halted'] else 'resumed'}: {args.target} ({st['reason']}); a running replay reads it before its next bar")
     return 0

@@ -18,8 +18,8 @@ from .config import ExperimentConfig, dump_config, load_config, read_yaml, to_di
 __all__ = ['PACKAGES', 'LEDGER_SCHEMA', 'STATUSES', 'RUN_MARKERS', 'TRIAL_TYPES', 'log', 'RunError', 'new_run_id', 'git_info',
            'machine_info', 'gate_hash', 'create_run', 'config_diff', 'read_run_config', 'open_run',
            'run_periods_per_year', 'gate_changed', 'update_manifest', 'trial_id', 'Ledger', 'latest_run', 'resolve_run',
-           'register_trial_type', 'trial_function', 'utc_now', 'trial_row', 'run_trial', 'check_data', 'vet_data',
-           'InProcess', 'RunSession', 'session']
+           'register_trial_type', 'trial_function', 'utc_now', 'trial_row', 'run_trial', 'check_data', 'reopen_data',
+           'vet_data', 'InProcess', 'RunSession', 'session']
 
 # %% ../nbs/24_runs.ipynb #9cfc8595
 class RunError(UserError):
@@ -314,6 +314,22 @@ def check_data(config: ExperimentConfig, data):
     return replace(data, config=config)
 
 def _span(a, b) -> str: return f"{str(a)[:10]} .. {str(b)[:10]}"
+
+def reopen_data(path, config: ExperimentConfig | None = None):
+    "A run folder's `ExperimentData`: its saved bars.parquet (bars passed in) or the catalog data set of its config."
+    from yooptx.experiment import prepare
+    path = Path(path); cfg = config or read_run_config(path)
+    mp = path / 'manifest.json'
+    d = (json.loads(mp.read_text()) if mp.exists() else {}).get('data') or {}
+    if (path / 'bars.parquet').exists():
+        return prepare(cfg, bars=pl.read_parquet(path / 'bars.parquet'), calendar=d.get('calendar'), freq=d.get('freq'))
+    if d.get('name') == 'given':
+        raise UserError(
+            f"run {path.name} was made on bars passed in directly (data set 'given') and keeps no bars.parquet, so its"
+            f" data cannot be reloaded: save them as {path / 'bars.parquet'}, or rerun with a catalog data set (`yooptx"
+            " data ingest`)"
+        )
+    return prepare(cfg)
 
 def vet_data(config: ExperimentConfig, data):
     "`data` with loud warnings added (a window the data cover only partly); refused (UserError) when a fold has too few test bars or a feature is mostly missing."

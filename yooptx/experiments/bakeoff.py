@@ -17,7 +17,7 @@ from ..baselines import baseline_params, build_baseline
 from ..experiment import ExperimentData, prepare
 from ..metrics import periods_per_year, prediction_metrics, sharpe, trading_metrics
 from ..predictions import params_hash, stitch
-from ..runs import Ledger, check_data, run_trial, session, trial_id, utc_now
+from ..runs import Ledger, check_data, run_trial, session, trial_id, utc_now, vet_data
 from ..models.encoders import encoder_config
 from ..training.driver import plan, resolve_params, stitch_trials
 from .executors import make_executor
@@ -320,6 +320,7 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
         else set()
     )
     executor = make_executor(jobs, threads, n_tasks=sum(t['trial_id'] not in done for t in tasks))
+    vet_data(cfg, data)                                             # short folds and missing features first: they explain a short window
     check_windows(data, [t for t in tasks if t['trial_id'] not in done])
     check_memory(data, [t for t in tasks if t['trial_id'] not in done], executor.jobs)   # refused before the run folder is made
     with session(cfg, data, run_dir) as s:

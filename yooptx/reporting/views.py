@@ -18,16 +18,16 @@ from ..config import ExperimentConfig, load_config
 from ..core import UserError, runs_dir
 from ..backtest import run_predictions, seed_average
 from ..metrics import sharpe_expr, sharpe_ratio
-from ..runs import Ledger, latest_run, read_run_config, resolve_run, run_periods_per_year
+from ..runs import Ledger, latest_run, read_run_config, reopen_data, resolve_run, run_periods_per_year
 from ..stats import min_trl_from_moments, required_sharpe
 
 # %% auto #0
 __all__ = ['OfflineNotebookRenderer', 'frame_html', 'setup_notebook', 'RunView', 'load_run', 'family_returns', 'metrics_table',
            'equity_figure', 'fold_ranges', 'with_fold', 'fold_seed_table', 'fold_table', 'seed_table',
-           'rolling_sharpe_figure', 'signal_frame', 'rolling_ic', 'ic_figure', 'reopen_data', 'run_data',
-           'cost_sensitivity', 'cost_sensitivity_figure', 'calibration_family', 'calibration_figures', 'run_verdict',
-           'data_warnings', 'verdict_banner', 'checks_table', 'checks_markdown', 'bullets', 'statistics_table',
-           'what_would_change', 'supervisor_table', 'plot_supervisor', 'deployment_table', 'manifest_table']
+           'rolling_sharpe_figure', 'signal_frame', 'rolling_ic', 'ic_figure', 'run_data', 'cost_sensitivity',
+           'cost_sensitivity_figure', 'calibration_family', 'calibration_figures', 'run_verdict', 'data_warnings',
+           'verdict_banner', 'checks_table', 'checks_markdown', 'bullets', 'statistics_table', 'what_would_change',
+           'supervisor_table', 'plot_supervisor', 'deployment_table', 'manifest_table']
 
 # %% ../../nbs/reporting/61_views.ipynb #e2171f1d
 class OfflineNotebookRenderer(NotebookRenderer):
@@ -401,21 +401,6 @@ def ic_figure(run: RunView, family: str | None = None, window: int | None = None
     return fig
 
 # %% ../../nbs/reporting/61_views.ipynb #17af58d0
-def reopen_data(path, config: ExperimentConfig | None = None):
-    "A run folder's `ExperimentData`: its saved bars.parquet (bars passed in) or the catalog data set of its config."
-    from yooptx.experiment import prepare
-    path = Path(path); cfg = config or read_run_config(path)
-    d = (_json(path / 'manifest.json') or {}).get('data') or {}
-    if (path / 'bars.parquet').exists():
-        return prepare(cfg, bars=pl.read_parquet(path / 'bars.parquet'), calendar=d.get('calendar'), freq=d.get('freq'))
-    if d.get('name') == 'given':
-        raise UserError(
-            f"run {path.name} was made on bars passed in directly (data set 'given') and keeps no bars.parquet, so its"
-            f" data cannot be reloaded: save them as {path / 'bars.parquet'}, or rerun with a catalog data set (`yooptx"
-            " data ingest`)"
-        )
-    return prepare(cfg)
-
 def run_data(run: RunView):
     "The run's `ExperimentData` (cached), or None when its data cannot be reloaded."
     if not hasattr(run, '_data'):
