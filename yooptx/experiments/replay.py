@@ -147,7 +147,7 @@ def replay(run_dir,                        # a finished bake-off run folder
         raise ReplayError(f"the symbols of run {run.name} do not all have a bar at every test time: replaying panels with gaps is not supported yet")
     out = Path(out) if out is not None else run / 'replays' / candidate.replace(':', '_')
     out.mkdir(parents=True, exist_ok=True)
-    audit = AuditLog(out / 'audit.jsonl'); (out / 'audit.jsonl').touch()
+    audit = AuditLog(out / 'audit.jsonl')
     exog = load_exog(cfg.features.exog, cfg.features.exog_lag_bars) if cfg.features.exog else None
     models = _live_models(run, plan, cfg, data, seeds)
     seeds = sorted({s for _, s in models})                # a deterministic baseline trades the first seed only
@@ -164,6 +164,7 @@ def replay(run_dir,                        # a finished bake-off run folder
     T = np.r_[np.array([x.timestamp() for x in times]) * 1e6, key['timestamp'].dt.epoch('us').to_numpy()[last[0] + 1:last[0] + 1 + n_end]].astype(np.int64)
     watch = _Watch(cfg.supervisor, seeds, S, T, cal, freq, audit) if supervised else None
     held_of = (lambda j: watch.held(decided, j, lag)) if watch is not None else (lambda j: decided[j - lag] if j - lag >= 0 else np.zeros(K))
+    (out / 'audit.jsonl').touch()                         # the log exists from the first bar on
     t0 = time.perf_counter()
     bar = tqdm(total=len(times), desc=f'replay {candidate}', unit='bar', disable=not progress, dynamic_ncols=True)
     for i, (t, k) in enumerate(zip(times, folds)):
@@ -331,6 +332,7 @@ def write_summaries(out: Path, pnl: pl.DataFrame, positions: pl.DataFrame, fills
     from yooptx.calendars import assign_sessions
     from yooptx.supervisor import read_audit
     d = Path(out) / 'daily'; d.mkdir(parents=True, exist_ok=True)
+    for f in [*d.glob('*.md'), *d.glob('*.html')]: f.unlink()      # an earlier replay's window into this folder: its pages go
     js = Path(out) / 'plotly.min.js'
     if not js.exists(): atomic_write(js, get_plotlyjs())
     eq = pnl.group_by('timestamp').agg(pl.col('equity').mean(), pl.col('net').mean()).sort('timestamp')
