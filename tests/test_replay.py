@@ -60,6 +60,15 @@ def test_parity_on_bundled_data_and_on_a_planted_signal(tmp_path):
     assert r.parity['ok'], r.parity
 
 
+def test_an_ensemble_candidate_replays(tmp_path):
+    tiny = dict(TINY, encoders={'cnn': TINY['encoders']['cnn'], 'manual': {'params': {'d_model': 8, 'hidden': 8, 'window': 8, 'batch_size': 256}}},
+                ensembles={'pair': {'members': ['cnn', 'manual'], 'method': 'weighted'}}, baselines=['buy_hold', 'ridge'])
+    cfg = load_config(tiny)
+    run = bakeoff(cfg, data=prepare(cfg, bars=random_walk(420, n_symbols=2, seed=11), calendar='XNYS'), run_dir=tmp_path / 'run', progress=False)
+    r = replay(run, 'ensemble:pair', summaries=False, progress=False)      # members scaled and weighted as the bake-off did
+    assert r.parity['ok'], r.parity
+
+
 @pytest.mark.parametrize('baseline', ['momentum', 'ridge'])
 def test_a_baseline_replays_to_its_batch_positions(clean_run, tmp_path, baseline):
     r = replay(clean_run, baseline, out=tmp_path / baseline, summaries=False, progress=False)    # ridge refits on the fold's training rows each bar

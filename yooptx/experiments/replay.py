@@ -31,23 +31,29 @@ def _sel(run: Path) -> dict:
     return json.loads(p.read_text())
 
 def replay_plan(run, candidate: str = 'candidate') -> dict[int, tuple[str, str]]:
-    "fold -> (family, params_hash) that `candidate` traded on that fold's test bars (an encoder with checkpoints, or a baseline)."
+    "fold -> (family, params_hash) that `candidate` traded on that fold's test bars: an encoder with checkpoints, a baseline, or an ensemble of them."
     run = Path(run); sel = _sel(run); fams = sel.get('families', {})
-    enc, base = sel.get('encoders', []), sel.get('baselines', [])
-    known = (['candidate'] if sel.get('candidate_per_fold') else []) + [f for f in fams if f in enc or f in base]
+    agents = sel.get('agents', [])                          # RL agents are candidates too, but do not replay yet
+    enc, base, ens = [e for e in sel.get('encoders', []) if e not in agents], sel.get('baselines', []), sel.get('ensembles', [])
+    ok = lambda f, h: f in base or (f in enc and (run / 'checkpoints' / f / str(h)).is_dir())
+    known = (['candidate'] if sel.get('candidate_per_fold') else []) + [f for f in fams if f in enc or f in base or f in ens]
     if candidate == 'candidate' and sel.get('candidate_per_fold'):
-        plan = {int(k): (f, fams[f]['per_fold'].get(str(k), fams[f]['params_hash'])) if f in fams else (f, None)
+        plan = {int(k): (f, fams[f]['params_hash'] if f in ens else fams[f]['per_fold'].get(str(k), fams[f]['params_hash'])) if f in fams else (f, None)
                 for k, f in sel['candidate_per_fold'].items()}
+    elif candidate in fams and candidate in ens:
+        folds = sorted({int(k) for m in fams[candidate]['members'] for k in fams[m].get('per_fold', {})})
+        plan = {k: (candidate, fams[candidate]['params_hash']) for k in folds}
     elif candidate in fams and (candidate in enc or candidate in base):
         plan = {int(k): (candidate, h) for k, h in fams[candidate]['per_fold'].items()}
     else:
         raise ReplayError(f"unknown candidate {candidate!r} in run {run.name}; replayable: {', '.join(known) or '(none)'}"
-                          + (f" ({candidate} is an ensemble, agent or variant: replaying those is not supported yet)" if candidate in fams else ''))
+                          + (f" ({candidate} is an agent or a variant: replaying those is not supported yet)" if candidate in fams else ''))
     for k, (f, h) in plan.items():
-        if f in base: continue
-        if f not in enc or not (run / 'checkpoints' / f / str(h)).is_dir():
-            raise ReplayError(f"fold {k} of {candidate!r} traded {f!r}, which has no checkpoints in {run / 'checkpoints'}: encoder families "
-                              f"and baselines replay (not yet ensembles or agents); replayable: {', '.join(known)}")
+        members = [(m, fams[m]['per_fold'].get(str(k))) for m in fams[f]['members']] if f in ens else [(f, h)]
+        for m, mh in members:
+            if not ok(m, mh):
+                raise ReplayError(f"fold {k} of {candidate!r} traded {m!r}, which has no checkpoints in {run / 'checkpoints'}: encoder families, "
+                                  f"baselines and their ensembles replay (not yet RL agents); replayable: {', '.join(known)}")
     return dict(sorted(plan.items()))
 
 def prefix_data(data, prefix: pl.DataFrame, features: pl.DataFrame):
@@ -92,17 +98,38 @@ def _live_models(run: Path, plan: dict, cfg, data, seeds: list) -> dict:
     from yooptx.training.checkpoints import load
     from yooptx.baselines import baseline_params, build_baseline, run_baseline
     from dataclasses import asdict
-    out = {}
-    for k, (f, h) in plan.items():
+    sel = _sel(run); fams = sel['families']
+    def single(f, h, k) -> dict:
         if f in cfg.baselines:
             params = asdict(baseline_params(f, **cfg.baseline_params.get(f, {})))
-            for s in (seeds if build_baseline(f, params).stochastic else seeds[:1]):
-                out[(k, s)] = (lambda feats, prefix, t, r_t, f=f, k=k, s=s, params=params:
-                               run_baseline(f, prefix_data(data, prefix, feats), k, s, params).filter(pl.col('timestamp') == t).sort('symbol'))
-        else:
-            for s in seeds:
-                pr = load(run / 'checkpoints' / f / h / f'fold{k}-seed{s}' / 'best.ckpt')
-                out[(k, s)] = lambda feats, prefix, t, r_t, pr=pr: pr.predict(feats, r_t)
+            return {s: (lambda feats, prefix, t, r_t, f=f, k=k, s=s, params=params:
+                        run_baseline(f, prefix_data(data, prefix, feats), k, s, params).filter(pl.col('timestamp') == t).sort('symbol'))
+                    for s in (seeds if build_baseline(f, params).stochastic else seeds[:1])}
+        return {s: (lambda feats, prefix, t, r_t, pr=load(run / 'checkpoints' / f / h / f'fold{k}-seed{s}' / 'best.ckpt'): pr.predict(feats, r_t))
+                for s in seeds}
+    out, val = {}, None
+    for k, (f, h) in plan.items():
+        if f not in sel.get('ensembles', []):
+            out.update({(k, s): m for s, m in single(f, h, k).items()}); continue
+        # an ensemble: its members' live predictions, each divided by the spread of its validation predictions up to this
+        # fold and weighted as `ensemble_predictions` weighs them (both known before the fold's first test bar)
+        from yooptx.experiments.selection import val_score
+        val = pl.read_parquet(run / 'predictions.parquet').filter(pl.col('split') == 'val') if val is None else val
+        spec, metric = fams[f], sel.get('metric', 'val_sharpe')
+        scale, w, mods = {}, {}, {}
+        for m in spec['members']:
+            past = val.filter((pl.col('encoder') == m) & (pl.col('params_hash') == fams[m]['params_hash']) & (pl.col('fold') <= k))
+            sd = past['prediction'].std() if past.height > 1 else None
+            scale[m] = sd if sd is not None and np.isfinite(sd) and sd > 0 else 1.0
+            w[m] = max(val_score(past, metric), 0.0) if spec.get('method') == 'weighted' and past.height > 1 else 1.0
+            w[m] = 0.0 if not np.isfinite(w[m]) else w[m]
+            mods[m] = single(m, fams[m]['per_fold'][str(k)], k)
+        tot = sum(w.values()); w = {m: (v / tot if tot > 0 else 1 / len(w)) for m, v in w.items()}
+        for s in sorted(set.intersection(*(set(x) for x in mods.values()))):
+            def ens(feats, prefix, t, r_t, s=s, mods=mods, w=w, scale=scale):
+                ps = [mods[m][s](feats, prefix, t, r_t).sort('symbol') for m in mods]
+                return ps[0].select('timestamp', 'symbol').with_columns(prediction=sum((p['prediction'] / scale[m]) * w[m] for m, p in zip(mods, ps)))
+            out[(k, s)] = ens
     return out
 
 @dataclass
