@@ -398,6 +398,20 @@ def _session_days(us: np.ndarray, calendar: str | None, daily: bool) -> np.ndarr
     d = s.cast(pl.Int64).to_numpy() if s.null_count() < s.len() else utc
     return np.where(s.is_null().to_numpy(), utc, d) if s.null_count() else d
 
+@dataclass
+class _Sessions:
+    "The exchange sessions of a timeline: each bar's session day, the index of its session's first bar, and its session number."
+    day: np.ndarray; start: np.ndarray; number: np.ndarray
+    def points(self, every: int) -> np.ndarray:
+        "Decision bars of a cadence: each session's last bar (`every` 0), or every `every`-th bar."
+        return np.flatnonzero(np.r_[self.day[1:] != self.day[:-1], True]) if every == 0 else np.arange(every - 1, self.day.size, every)
+
+def _sessions(T: np.ndarray, calendar: str | None, daily: bool) -> _Sessions:
+    "The sessions of timeline `T` (µs): what the loss rules, the supervisor and the replay count days by."
+    day = _session_days(T, calendar, daily)
+    newday = np.r_[True, day[1:] != day[:-1]]
+    return _Sessions(day, np.maximum.accumulate(np.where(newday, np.arange(day.size), 0)), np.cumsum(newday) - 1)
+
 def _gap_bars(T: np.ndarray, calendar: str | None, freq: str | None) -> np.ndarray:
     "Calendar bars missing between each timeline bar and the one before it (stale or gapped data)."
     out = np.zeros(T.size, np.int64)
@@ -414,10 +428,8 @@ def _apply_supervisor(w: _Window, h: np.ndarray, sup, sim_fn, sim: dict, wt: np.
     close, and hold `scale` x the positions from the next fill on; re-simulate from each change (the later contexts see
     the supervised path). Returns the final simulation and one event per change of level."""
     T, n, c = w.T, w.T.size, sup.config
-    day = _session_days(T, calendar, daily)
-    newday = np.r_[True, day[1:] != day[:-1]]
-    sstart = np.maximum.accumulate(np.where(newday, np.arange(n), 0)); sess = np.cumsum(newday) - 1
-    points = np.flatnonzero(np.r_[day[1:] != day[:-1], True]) if c.every == 0 else np.arange(c.every - 1, n, c.every)
+    ss = _sessions(T, calendar, daily)
+    sstart, sess, points = ss.start, ss.number, ss.points(c.every)
     gaps = _gap_bars(T, calendar, freq) if c.halt_gap_bars else None
     vix = None
     if sup.vix is not None:
@@ -449,9 +461,8 @@ def _apply_rules(w: _Window, h: np.ndarray, cfg: BacktestConfig, sim_fn, calenda
     sim, events = sim_fn(h), []
     if cfg.max_daily_loss is None and cfg.max_total_loss is None: return sim, events
     T, n = w.T, w.T.size
-    day = _session_days(T, calendar, daily)
-    newday = np.r_[True, day[1:] != day[:-1]]
-    day_start_idx = np.maximum.accumulate(np.where(newday, np.arange(n), 0))
+    ss = _sessions(T, calendar, daily)
+    day, day_start_idx = ss.day, ss.start
     row_day = day[w.tix]
     mask, after = np.ones_like(h), -1                      # breaches at or before timeline index `after` are handled
     while True:
@@ -880,7 +891,7 @@ def run_predictions(bars: pl.DataFrame, predictions: pl.DataFrame, costs=None, c
     from yooptx.predictions import validate_predictions
     from yooptx.supervisor import Supervisor
     costs, cfg = _costs(costs), _config(config)
-    if supervisor is not None: Supervisor(supervisor)       # bad thresholds fail before any backtest
+    judge = Supervisor(supervisor).judge if supervisor is not None else None   # bad thresholds fail before any backtest; one judge for all
     preds = validate_predictions(predictions)
     if split is not None: preds = preds.filter(pl.col('split') == split)
     if preds.height == 0:
@@ -904,7 +915,7 @@ def run_predictions(bars: pl.DataFrame, predictions: pl.DataFrame, costs=None, c
             own = np.isfinite(pos)
             capped = np.clip(np.maximum(pos, 0.0) if cfg.long_only else pos, -cfg.max_leverage, cfg.max_leverage)
             dec.target = np.where(own, capped, dec.target)
-        sup = Supervisor(supervisor) if supervisor is not None else None
+        sup = Supervisor(supervisor, judge=judge) if supervisor is not None else None   # a fresh latch and record per run
         p = _backtest(panel, dec, costs, cfg, weights, 1.0, sup).portfolio
         p = p.select(*[pl.lit(g[k][0], dtype=preds.schema[k]).alias(k) for k in RUN_KEYS], 'timestamp', 'gross', 'cost', 'net',
                      'turnover', 'exposure')

@@ -11,8 +11,8 @@ from .bars import FREQ_MINUTES
 
 # %% auto #0
 __all__ = ['cmd_data_list', 'cmd_data_ingest', 'cmd_data_check', 'cmd_data_resample', 'cmd_bakeoff', 'cmd_gate', 'cmd_track',
-           'cmd_replay', 'cmd_halt', 'cmd_resume', 'cmd_registry', 'cmd_predict', 'cmd_demo', 'cmd_run', 'build_parser',
-           'Terminated', 'main']
+           'cmd_replay', 'cmd_halt', 'cmd_registry', 'cmd_predict', 'cmd_demo', 'cmd_run', 'build_parser', 'Terminated',
+           'main']
 
 # %% ../nbs/31_cli.ipynb #6a6f82ea
 def _fmt_symbols(s: list[str]) -> str:
@@ -186,11 +186,9 @@ def cmd_replay(args) -> int:
 
 def cmd_halt(args) -> int:
     from yooptx.experiments.replay import set_halt
-    st = set_halt(args.target, args.func is cmd_halt, args.reason or '')
+    st = set_halt(args.target, args.halted, args.reason or '')
     print(f"{'HALT' if st['halted'] else 'resumed'}: {args.target} ({st['reason']}); a running replay reads it before its next bar")
     return 0
-
-def cmd_resume(args) -> int: return cmd_halt(args)
 
 def cmd_registry(args) -> int:
     from yooptx.experiments import registry as R
@@ -405,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=f"kill switch: {what} in the replays reading TARGET (a run or replay folder)")
         q.add_argument('target', metavar='RUN_OR_REPLAY')
         q.add_argument('--reason', help='recorded in the audit log')
-        q.set_defaults(func=cmd_halt if name == 'halt' else cmd_resume)
+        q.set_defaults(func=cmd_halt, halted=name == 'halt')
     q = sub.add_parser('track', help='mirror a run folder into MLflow (back-fills a run made without tracking)')
     q.add_argument('run_dir', metavar='RUN_DIR')
     q.add_argument('--tracking-uri', metavar='URI', help='MLflow store (default: track.uri, $MLFLOW_TRACKING_URI, or sqlite under $YOOPTX_HOME/mlflow)')

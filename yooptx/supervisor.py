@@ -13,8 +13,8 @@ from .config import SupervisorConfig, from_dict
 from .core import UserError
 
 # %% auto #0
-__all__ = ['LEVELS', 'OK', 'SupervisorError', 'Decision', 'Judge', 'RuleJudge', 'parse_decision', 'read_news', 'LLMJudge',
-           'AuditLog', 'read_audit', 'path_context', 'Supervisor']
+__all__ = ['LEVELS', 'OK', 'SupervisorError', 'Decision', 'Judge', 'supervisor_config', 'RuleJudge', 'parse_decision',
+           'read_news', 'LLMJudge', 'AuditLog', 'read_audit', 'path_context', 'Supervisor']
 
 # %% ../nbs/46_supervisor.ipynb #6a1ee250
 LEVELS = ('OK', 'CAUTION', 'HALT')
@@ -44,11 +44,15 @@ class Judge(Protocol):
     def judge(self, context: dict) -> Decision: ...
 
 # %% ../nbs/46_supervisor.ipynb #2fd05e8a
+def supervisor_config(config: SupervisorConfig | dict | None) -> SupervisorConfig:
+    "A validated `supervisor:` section from a SupervisorConfig, a mapping or None (the defaults)."
+    return config if isinstance(config, SupervisorConfig) else from_dict(SupervisorConfig, config or {}, 'supervisor')
+
 class RuleJudge:
     "The default judge, fully offline: thresholds of a `supervisor:` config section on the decision's context."
     name = 'rules'
     def __init__(self, config: SupervisorConfig | dict | None = None):
-        self.config = config if isinstance(config, SupervisorConfig) else from_dict(SupervisorConfig, config or {}, 'supervisor')
+        self.config = supervisor_config(config)
 
     def judge(self, ctx: dict) -> Decision:
         c, halt, caution = self.config, [], []
@@ -218,11 +222,11 @@ def path_context(cfg: SupervisorConfig, i: int, eprev: np.ndarray, close_mark: n
 class Supervisor:
     "A judge with its `supervisor:` thresholds, decision cadence, HALT latch and optional audit log."
     def __init__(self, config: SupervisorConfig | dict | None = None,
-                 judge: Judge | None = None,            # None: RuleJudge(config)
+                 judge: Judge | None = None,            # None: an LLMJudge when config.llm_model is set, else RuleJudge(config); judges keep no state, so books may share one
                  audit=None,                            # path of a JSONL audit log (None: decisions kept in memory only)
                  latency_ms: float | None = None,       # the model's measured decision latency (checked against the budget)
                  vix=None):                             # optional polars frame (timestamp, vix): joined as of each decision
-        self.config = config if isinstance(config, SupervisorConfig) else from_dict(SupervisorConfig, config or {}, 'supervisor')
+        self.config = supervisor_config(config)
         self.rules = RuleJudge(self.config)
         c = self.config
         self.judge = judge if judge is not None else (LLMJudge(c.llm_model, c.news, c.llm_timeout_s, c.caution_scale) if c.llm_model else self.rules)
@@ -244,7 +248,7 @@ class Supervisor:
             d = Decision('HALT', 0.0, ('halted earlier: ' + ('until reset' if self.halted_until < 0 else f'through session {self.halted_until}'),), 'latch')
         else:
             try:
-                d = self.judge.judge(ctx if self.judge is self.rules else {**ctx, 'time': str(when)})
+                d = self.judge.judge(ctx if isinstance(self.judge, RuleJudge) else {**ctx, 'time': str(when)})
                 if not isinstance(d, Decision): raise SupervisorError(f"answered {type(d).__name__}, not a Decision")
             except Exception as e:
                 d = self.rules.judge(ctx)

@@ -186,6 +186,7 @@ def replay(run_dir,                        # a finished bake-off run folder
     rows_at = lambda t: key.filter(pl.col('timestamp') == t).sort('symbol')['row'].to_numpy()
     book = ex.start(K)
     decided, live, recs, lat, halted, first_halt = [], [], [], [], False, None
+    so_far = {s: [] for s in seeds}                           # each seed's live signals so far (what its sizing reads)
     supervised = cfg.supervisor.enabled if supervisor is None else bool(supervisor)
     last = rows_at(times[-1]); n_end = int(min(lag, (ex.ends - 1 - last).min()))
     T = np.r_[np.array([x.timestamp() for x in times]) * 1e6, key['timestamp'].dt.epoch('us').to_numpy()[last[0] + 1:last[0] + 1 + n_end]].astype(np.int64)
@@ -209,7 +210,8 @@ def replay(run_dir,                        # a finished bake-off run folder
         for s in seeds:
             p = models[(k, s)](feats, prefix, t, r_t)
             live.append(p.select('timestamp', 'symbol', 'prediction', *_prob_cols(p)).with_columns(seed=pl.lit(s, pl.Int32)))
-            sig = pl.concat([x for x in live if x['seed'][0] == s]).drop('seed')
+            so_far[s].append(live[-1].drop('seed'))
+            sig = pl.concat(so_far[s])
             sz = size_positions(prefix, sig, cfg.backtest, cal, freq).filter(pl.col('timestamp') == t).sort('symbol')
             tgt.append(np.zeros(S) if halted else sz['target'].to_numpy())
         # book the bar that has completed (its fill-to-fill move is now known), holding the target decided `lag` bars before
@@ -250,17 +252,16 @@ class _Watch:
     by bar from what is known at each bar's close (equity at the fill, the mark at the close, positions), the decisions,
     and the scale in force over each bar: the same rules, cadence and next-fill application as `backtest.run(supervisor=)`."""
     def __init__(self, cfg, seeds: list, S: int, T: np.ndarray, calendar, freq, audit: AuditLog):
-        from yooptx.backtest import _gap_bars, _session_days
+        from yooptx.backtest import _gap_bars, _sessions
         from yooptx.supervisor import Supervisor
         n, self.S, self.cfg, self.audit, self.seeds = T.size, S, cfg, audit, seeds
-        day = _session_days(T, calendar, freq == '1D')
-        newday = np.r_[True, day[1:] != day[:-1]]
-        self.sstart, self.sess = np.maximum.accumulate(np.where(newday, np.arange(n), 0)), np.cumsum(newday) - 1
-        self.points = set((np.flatnonzero(np.r_[day[1:] != day[:-1], True]) if cfg.every == 0 else np.arange(cfg.every - 1, n, cfg.every)).tolist())
+        ss = _sessions(T, calendar, freq == '1D')
+        self.sstart, self.sess, self.points = ss.start, ss.number, set(ss.points(cfg.every).tolist())
         self.gaps = _gap_bars(T, calendar, freq) if cfg.halt_gap_bars else None
         self.eprev, self.cm, self.conc = (np.full((len(seeds), n), np.nan) for _ in range(3))
         self.scale = np.ones((len(seeds), n + 1))
-        self.sups = [Supervisor(cfg) for _ in seeds]
+        first = Supervisor(cfg)
+        self.sups = [first] + [Supervisor(cfg, judge=first.judge) for _ in seeds[1:]]   # one judge (an LLM loads once), a latch per book
 
     def held(self, decided: list, j: int, lag: int) -> np.ndarray:
         "The targets held over bar j: decided `lag` bars before, times the scale each seed's supervisor holds over j."
@@ -329,9 +330,9 @@ def _parity(run: Path, plan: dict, candidate: str, data, cfg, res, times: list, 
           .filter((pl.col('encoder') == candidate) & (pl.col('params_hash') == h) & (pl.col('split') == 'test')
                   & pl.col('timestamp').is_between(times[0], times[-1])))
     out, ok = {}, True
+    from yooptx.supervisor import Supervisor
     for s in sorted(set(positions['seed'].to_list())):
         g = bp.filter(pl.col('seed') == s)
-        from yooptx.supervisor import Supervisor
         r = backtest_run(data.bars, g.select('timestamp', 'symbol', 'prediction', *_prob_cols(g)), cfg.costs, cfg.backtest, data.calendar, data.freq,
                          supervisor=Supervisor(cfg.supervisor) if supervised else None)
         rr, rp = r.returns, r.portfolio
