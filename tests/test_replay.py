@@ -22,7 +22,7 @@ TINY = {'encoders': {'cnn': {'params': {'d_model': 8, 'n_layers': 1, 'window': 8
 
 def _run(path, extra_names=(), bars=None):
     cfg = load_config(dict(TINY, features={'names': NAMES + list(extra_names)}))
-    bars = random_walk(420, n_symbols=2, seed=11) if bars is None else bars
+    bars = random_walk(420, n_symbols=2, seed=11, start='2016-01-04') if bars is None else bars   # inside the bundled VIX's span
     return bakeoff(cfg, data=prepare(cfg, bars=bars, calendar='XNYS'), run_dir=path, progress=False)
 
 
@@ -82,6 +82,26 @@ def test_the_supervisor_in_the_live_loop_decides_as_the_batch_overlay_does(clean
     levels = [a['level'] for a in read_audit(r.path / 'audit.jsonl') if a['judge'] in ('rules', 'latch')]
     assert levels.count('HALT') > 0 and levels.count('OK') > 0
     assert r.positions.filter(pl.col('held') == 0).height > r.positions.height // 10
+
+
+def test_measured_latency_and_vix_feed_the_live_supervisor(clean_run, tmp_path):
+    # the same run with a latency budget every decision breaks and the bundled VIX as an exogenous series: each live
+    # decision reads the replay's own latency and VIX as of the bar; the batch overlay, given the same inputs, agrees
+    import shutil, yaml
+    run = tmp_path / 'run'; shutil.copytree(clean_run, run)
+    c = yaml.safe_load((run / 'config.yaml').read_text())
+    c['supervisor'].update(latency_budget_ms=0.001, halt_drawdown=0.5, caution_drawdown=0.4)
+    c['features']['exog'] = ['vix_1d']
+    (run / 'config.yaml').write_text(yaml.safe_dump(c))
+    r = replay(run, supervisor=True, out=tmp_path / 'slow', summaries=False, progress=False)
+    assert r.parity['ok'], r.parity
+    rules = [a for a in read_audit(r.path / 'audit.jsonl') if a['judge'] == 'rules']
+    assert rules and all(a['level'] != 'OK' and any('model latency' in x for x in a['reasons']) and a['context']['latency_ms'] > 0.001
+                         for a in rules)
+    summary = json.loads((r.path / 'summary.json').read_text())
+    assert summary['latency_breaches'] == summary['speed']['bars']
+    assert (r.positions['held'].abs() <= 0.5 + 1e-12).all()             # CAUTION holds half positions (or HALT none)
+    assert sum('vix' in a['context'] for a in rules) > len(rules) // 2   # the bundled VIX as of each decision
 
 
 def test_a_feature_that_peeks_ahead_breaks_parity(tmp_path):

@@ -69,6 +69,21 @@ def test_agent_uses_its_folds_checkpoint_and_acts_alone(rl_run):
         assert abs(float(ro.bars['net'].sum()) - float(bt.returns['net'].sum())) < 1e-9
 
 
+def test_agents_replay_bar_by_bar_to_their_batch_positions(rl_run, tmp_path):
+    from yooptx.experiments.replay import replay
+    run, data = rl_run
+    for name in ('sac_manual', 'sac_scratch'):        # frozen-encoder summaries and a scratch encoder inside the policy
+        r = replay(run, name, out=tmp_path / name, summaries=False, progress=False)
+        assert r.parity['ok'] and r.parity['seeds']['0']['bars'] > 200, (name, r.parity)
+        assert r.fills.height > 0
+    # a window starting inside a fold: the agent's earlier choices in the fold are replayed first (its observation holds them)
+    t = r.positions['timestamp']
+    sub = replay(run, 'sac_scratch', start=str(t[t.len() // 3]), out=tmp_path / 'part', summaries=False, progress=False)
+    assert sub.parity['ok'], sub.parity
+    r = replay(run, 'ensemble:mix', out=tmp_path / 'mix', summaries=False, progress=False)    # an agent as an ensemble member
+    assert r.parity['ok'], r.parity
+
+
 def test_agent_planned_after_encoders_and_refused_without_them():
     cfg = load_config(CFG)
     kinds = [t['kind'] for t in plan_trials(cfg, [0, 1])]

@@ -431,11 +431,7 @@ def _apply_supervisor(w: _Window, h: np.ndarray, sup, sim_fn, sim: dict, wt: np.
     ss = _sessions(T, calendar, daily)
     sstart, sess, points = ss.start, ss.number, ss.points(c.every)
     gaps = _gap_bars(T, calendar, freq) if c.halt_gap_bars else None
-    vix = None
-    if sup.vix is not None:
-        v = sup.vix.sort('timestamp'); vt = v['timestamp'].dt.epoch('us').to_numpy(); vv = v['vix'].to_numpy().astype(float)
-        j = np.searchsorted(vt, T, side='right') - 1        # as of each bar: the last value stamped at or before it
-        vix = np.where(j >= 0, vv[np.maximum(j, 0)], np.nan)
+    vix, lat = sup.inputs_at(T, points)                   # VIX as of each bar; the worst latency since the previous decision
     def concentration(sim):
         a = np.abs(sim['w'] * wt[w.code]); tot = np.bincount(w.tix, a, minlength=n)
         mx = np.zeros(n); np.maximum.at(mx, w.tix, a)
@@ -443,7 +439,7 @@ def _apply_supervisor(w: _Window, h: np.ndarray, sup, sim_fn, sim: dict, wt: np.
     scale, cur, ev, vprev = np.ones(n), 1.0, [], None
     conc = concentration(sim) if c.max_concentration < 1 else None
     for i in points:
-        ctx = path_context(c, int(i), sim['Eprev'], sim['close_mark'], sstart, sess, conc, gaps, vix, vprev, sup.latency_ms)
+        ctx = path_context(c, int(i), sim['Eprev'], sim['close_mark'], sstart, sess, conc, gaps, vix, vprev, None if lat is None else lat[i])
         when = np.datetime64(int(T[i]), 'us').astype(object).replace(tzinfo=timezone.utc)
         d = sup.decide(ctx, when, session=int(sess[i]))
         vprev = ctx.get('vix', vprev)
@@ -885,7 +881,8 @@ RUN_KEYS = ('encoder', 'params_hash', 'seed')
 
 def run_predictions(bars: pl.DataFrame, predictions: pl.DataFrame, costs=None, config=None, calendar: str | None = None,
                     freq: str | None = None, split: str | None = 'test', weights: dict | None = None,
-                    supervisor=None) -> pl.DataFrame:   # a supervisor: config (SupervisorConfig or dict): each run judged by a fresh Supervisor
+                    supervisor=None,    # a supervisor: config (SupervisorConfig or dict): each run judged by a fresh Supervisor
+                    vix: pl.DataFrame | None = None) -> pl.DataFrame:   # (timestamp, vix) the supervisor reads as of each decision
     """Portfolio returns (gross, cost, net, turnover, exposure per bar) of every (encoder, params_hash, seed) in a prediction
     frame; with `supervisor`, also the scale the supervisor held each bar at (1 OK, in (0, 1) CAUTION, 0 HALT)."""
     from yooptx.predictions import validate_predictions
@@ -915,7 +912,7 @@ def run_predictions(bars: pl.DataFrame, predictions: pl.DataFrame, costs=None, c
             own = np.isfinite(pos)
             capped = np.clip(np.maximum(pos, 0.0) if cfg.long_only else pos, -cfg.max_leverage, cfg.max_leverage)
             dec.target = np.where(own, capped, dec.target)
-        sup = Supervisor(supervisor, judge=judge) if supervisor is not None else None   # a fresh latch and record per run
+        sup = Supervisor(supervisor, judge=judge, vix=vix) if supervisor is not None else None   # a fresh latch and record per run
         p = _backtest(panel, dec, costs, cfg, weights, 1.0, sup).portfolio
         p = p.select(*[pl.lit(g[k][0], dtype=preds.schema[k]).alias(k) for k in RUN_KEYS], 'timestamp', 'gross', 'cost', 'net',
                      'turnover', 'exposure')

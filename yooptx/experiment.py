@@ -11,7 +11,7 @@ import polars as pl
 from .config import ExperimentConfig, load_config
 from .core import ConfigError, UserError
 from .bars import infer_freq, validate_bars
-from .features import FEATURES, PRESETS, build, feature_names, load_exog
+from .features import FEATURES, PRESETS, build, exog_levels, feature_names, load_exog
 from .labels import label_horizon, make_labels_from_config
 from .splits import Fold, walk_forward_from_config
 
@@ -41,6 +41,14 @@ class ExperimentData:
         if lay is None or not lay.fits(self.features) or (lay.calendar, lay.freq) != (self.calendar, self.freq):
             lay = self._layout = PanelLayout(self.features, self.calendar, self.freq)
         return lay
+
+    def vix(self) -> pl.DataFrame | None:
+        "(timestamp, vix): the VIX level usable at each bar's completion, when `features.exog` lists a 'vix' series (the safety supervisor reads it); else None."
+        names = [n for n in self.config.features.exog if n.rsplit('_', 1)[0] == 'vix']
+        if not names: return None
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')           # holes and the first usable row were reported when the features were built
+            return exog_levels(self.bars['timestamp'], load_exog(names, self.config.features.exog_lag_bars), 'vix', self.freq, self.calendar)
 
     def __getstate__(self):   # a worker process rebuilds the layout on first use rather than receive a copy of the key columns
         return self.__dict__ | {'_layout': None}

@@ -16,7 +16,7 @@ from .core import UserError
 
 # %% auto #0
 __all__ = ['FEATURES', 'PRESETS', 'FeatureError', 'Feature', 'register', 'describe_features', 'ExogSeries', 'register_exog',
-           'feature_names', 'build', 'load_exog', 'check_causal']
+           'feature_names', 'build', 'load_exog', 'exog_levels', 'check_causal']
 
 # %% ../nbs/10_features.ipynb #31e607c1
 class FeatureError(UserError):
@@ -471,6 +471,16 @@ def load_exog(names: list[str], lag: int | timedelta = 1, catalog=None) -> dict[
         info = cat.info(n)
         out[n.rsplit('_', 1)[0]] = ExogSeries(bars=cat.load(n), freq=info['freq'], calendar=info['calendar'], lag=lag)
     return out
+
+# %% ../nbs/10_features.ipynb #277effa2
+def exog_levels(timestamps: pl.Series,        # bar times (a panel's repeats are fine)
+                exog: dict[str, ExogSeries],  # as for `build`
+                series: str,                  # which series, e.g. 'vix'
+                freq: str, calendar: str) -> pl.DataFrame:
+    "(timestamp, <series>): the exogenous series' close usable when each bar completes (null where none), as its features join it."
+    ts = timestamps.unique().sort()
+    j = _join_exog(available_at(ts, freq, calendar_name(calendar)), exog, [FEATURES[f'{series}_level']])
+    return pl.DataFrame({'timestamp': ts, series: j[f'{series}_level'].exp()})
 
 # %% ../nbs/10_features.ipynb #980ea94d
 def _same(a: pl.Series, b: pl.Series, rtol: float, atol: float) -> bool:

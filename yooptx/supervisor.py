@@ -215,7 +215,7 @@ def path_context(cfg: SupervisorConfig, i: int, eprev: np.ndarray, close_mark: n
     if concentration is not None: ctx['concentration'] = float(concentration[i])
     if gap_bars is not None: ctx['gap_bars'] = int(gap_bars[i])
     if vix is not None and np.isfinite(vix[i]): ctx['vix'] = float(vix[i]); ctx['vix_prev'] = vix_prev
-    if latency_ms is not None: ctx['latency_ms'] = float(latency_ms)
+    if latency_ms is not None and math.isfinite(latency_ms): ctx['latency_ms'] = float(latency_ms)
     return ctx
 
 # %% ../nbs/46_supervisor.ipynb #bac0c7f4
@@ -224,7 +224,7 @@ class Supervisor:
     def __init__(self, config: SupervisorConfig | dict | None = None,
                  judge: Judge | None = None,            # None: an LLMJudge when config.llm_model is set, else RuleJudge(config); judges keep no state, so books may share one
                  audit=None,                            # path of a JSONL audit log (None: decisions kept in memory only)
-                 latency_ms: float | None = None,       # the model's measured decision latency (checked against the budget)
+                 latency_ms=None,                       # the model's decision latency: one number (ms), or a polars frame (timestamp, latency_ms) measured per bar
                  vix=None):                             # optional polars frame (timestamp, vix): joined as of each decision
         self.config = supervisor_config(config)
         self.rules = RuleJudge(self.config)
@@ -235,6 +235,29 @@ class Supervisor:
         self.latency_ms, self.vix = latency_ms, vix
         self.decisions: list[dict] = []
         self.halted_until: int | None = None            # session number the HALT holds through (-1: until reset)
+
+    def inputs_at(self, T: np.ndarray, points) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The outside inputs over a timeline `T` (epoch µs): VIX as of each bar (the last value stamped at or before it;
+        NaN before the first) and the latency each decision point sees: the worst measured since the previous point,
+        that bar's included (NaN where none was measured)."""
+        vix = lat = None
+        if self.vix is not None:
+            v = self.vix.drop_nulls().sort('timestamp')
+            vt, vv = v['timestamp'].dt.epoch('us').to_numpy(), v['vix'].to_numpy().astype(float)
+            j = np.searchsorted(vt, T, side='right') - 1
+            vix = np.where(j >= 0, vv[np.maximum(j, 0)], np.nan) if vt.size else np.full(T.size, np.nan)
+        if self.latency_ms is not None:
+            if isinstance(self.latency_ms, (int, float)): per = np.full(T.size, float(self.latency_ms))
+            else:
+                f = self.latency_ms.sort('timestamp'); ft = f['timestamp'].dt.epoch('us').to_numpy()
+                k = np.clip(np.searchsorted(ft, T), 0, max(ft.size - 1, 0))
+                per = np.where((ft.size > 0) & (ft[k] == T), f['latency_ms'].to_numpy().astype(float)[k] if ft.size else np.nan, np.nan)
+            lat, prev = np.full(T.size, np.nan), -1
+            for i in sorted(int(x) for x in points):
+                seg = per[prev + 1:i + 1]
+                if np.isfinite(seg).any(): lat[i] = np.nanmax(seg)
+                prev = i
+        return vix, lat
 
     def reset(self, when=None, reason: str = 'reset'):
         "Lift a HALT (the kill switch's resume); audit-logged."

@@ -244,7 +244,7 @@ def assemble(run_dir, data: ExperimentData) -> dict:
     bt = run_predictions(data.bars, preds.filter(pl.col('encoder') != SUPERVISED), cfg.costs, cfg.backtest, data.calendar, data.freq, split='test')
     if supervised:
         bt = pl.concat([bt, run_predictions(data.bars, sf, cfg.costs, cfg.backtest, data.calendar, data.freq, split='test',
-                                            supervisor=cfg.supervisor)], how='diagonal_relaxed')
+                                            supervisor=cfg.supervisor, vix=data.vix())], how='diagonal_relaxed')
     atomic_write(run / 'backtest.parquet', writer=lambda tmp: bt.write_parquet(tmp))
     selection = {
         'metric': metric,
