@@ -13,6 +13,7 @@ import polars as pl
 from .bars import DataError, freq_delta, infer_freq, is_sorted_bars
 from .calendars import assign_sessions, available_at, calendar_name, sessions
 from .core import UserError
+from .price_action import FIELDS as _PA_FIELDS
 
 # %% auto #0
 __all__ = ['FEATURES', 'PRESETS', 'FeatureError', 'Feature', 'register', 'describe_features', 'ExogSeries', 'register_exog',
@@ -33,6 +34,7 @@ class Feature:
     family: str = ''                  # returns, range, volume, volatility, momentum, trend, calendar, exog
     exog: str | None = None           # name of the exogenous series it comes from (in `build(exog=...)`)
     intraday: bool = False            # meaningless on daily bars (time of day, session progress)
+    levels: int | None = None         # a categorical code in 0 .. levels-1 (price-action fields): normalizers pass it through unscaled
 
 FEATURES: dict[str, Feature] = {}
 
@@ -185,6 +187,10 @@ for _nm, _e, _lb, _d in (
         exog='vix',
     )
 
+# the price-action fields (`yooptx.price_action`): small integer codes, the inputs of the token vocabularies
+for _pf in _PA_FIELDS.values():
+    _f(_pf.name, _pf.expr, _pf.lookback, _pf.requires, _pf.doc, 'price_action', levels=_pf.levels)
+
 def register_exog(series: str) -> list[str]:
     "Register `{series}_level`, `{series}_trend`, `{series}_volatility` (like the VIX ones) for another positive exogenous series."
     out = []
@@ -322,6 +328,7 @@ PRESETS: dict[str, list[str]] = {
     'minimal': ['ret_1', 'ret_5', 'rv_20'],
     'manual_vix_v1': _OHLCV + _VIX,
     'close_only_vix_v1': _CLOSE_ONLY + _VIX,
+    'price_action_v1': _OHLCV + list(_PA_FIELDS),      # the numeric features plus every price-action field (tokens read these)
 }
 
 def feature_names(names: list[str] | None = None, preset: str | None = None) -> list[str]:

@@ -89,6 +89,7 @@ class Normalizer:
             nan,
         )
         self.features: list[str] | None = None
+        self.passthrough: list[str] = []   # categorical codes (features with `levels`): kept as they are, never centred, scaled or clipped
         self.stats: dict[str, dict] = {}   # group (POOLED or symbol) -> {'center': [...], 'scale': [...], 'constant': [...], 'n': int}
         self.n_fit_rows = 0
 
@@ -104,6 +105,7 @@ class Normalizer:
             if m is None or not np.isfinite(m): m, s = 0.0, None
             # a scale that is 0 or round-off small would blow noise up to ±clip: treat the feature as constant
             if s is None or not np.isfinite(s) or s <= 1e-12 * max(1.0, abs(m)): s = 1.0; const.append(c)
+            if c in self.passthrough: m, s = 0.0, 1.0
             center.append(float(m)); scale.append(float(s))
         return {'center': center, 'scale': scale, 'constant': const, 'n': int(agg['__n'])}
 
@@ -113,6 +115,8 @@ class Normalizer:
         "Fit centre and scale of each feature on `rows` of `features` only."
         self.features = feature_columns(features)
         if not self.features: raise NormalizerError("features frame has no feature columns to normalize")
+        from yooptx.features import FEATURES
+        self.passthrough = [c for c in self.features if c in FEATURES and FEATURES[c].levels is not None]
         r = row_indices(rows, features.height, 'fit rows')
         sub = features[r].select(
             *(['symbol'] if 'symbol' in features.columns else []), *[_clean(c) for c in self.features]
@@ -181,6 +185,7 @@ class Normalizer:
             z = (x - ctr) / scl
         else:
             z = (x - p['center'][j]) / p['scale'][j]
+        if c in self.passthrough: return x.alias(c)          # a code: as it is
         if self.clip is not None: z = z.clip(-self.clip, self.clip)
         return z.alias(c)
 
@@ -229,7 +234,7 @@ class Normalizer:
         if not self.fitted: raise NormalizerError("normalizer is not fitted: nothing to save")
         return {'kind': 'yooptx.normalize.Normalizer', 'version': NORMALIZER_VERSION, 'method': self.method,
                 'per_symbol': self.per_symbol, 'clip': self.clip, 'nan': self.nan, 'features': list(self.features),
-                'n_fit_rows': self.n_fit_rows, 'stats': self.stats}
+                'n_fit_rows': self.n_fit_rows, 'stats': self.stats, 'passthrough': list(self.passthrough)}
 
     def to_json(self, path) -> Path:
         "Write the fitted normalizer to `path` as JSON (atomically)."
@@ -248,6 +253,7 @@ class Normalizer:
         try:
             n = cls(d['method'], d['per_symbol'], d['clip'], d['nan'])
             n.features, n.n_fit_rows = list(d['features']), int(d['n_fit_rows'])
+            n.passthrough = list(d.get('passthrough', []))
             n.stats = {g: {'center': [float(v) for v in s['center']], 'scale': [float(v) for v in s['scale']],
                            'constant': list(s['constant']), 'n': int(s['n'])} for g, s in d['stats'].items()}
         except KeyError as e:
