@@ -256,7 +256,8 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
     c = seed_average(bt, name, ch)
     base = {b: seed_average(bt, b, fam[b]['params_hash']) for b in sel.get('baselines', []) if b in fam}
     # every configuration of every encoder family and ensemble counts as a trial (baselines are benchmarks, not trials)
-    ok = led.filter((pl.col('status') == 'ok') & ~pl.col('encoder').is_in(list(cfg.baselines)))
+    # (masked-LM pretraining trials are not strategies: the bert configurations that start from them count instead)
+    ok = led.filter((pl.col('status') == 'ok') & ~pl.col('encoder').is_in(list(cfg.baselines)) & ~pl.col('encoder').str.starts_with('pretrain:'))
     configs = ok.select('encoder', 'params_hash').unique().sort('encoder', 'params_hash')
     n_trials = configs.height
     tr = [

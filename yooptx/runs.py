@@ -264,7 +264,8 @@ def resolve_run(run_dir='') -> Path:   # a run folder, or '' / None for `latest_
 # %% ../nbs/24_runs.ipynb #6b283778
 TRIAL_TYPES: dict[str, str | Callable] = {'encoder': 'yooptx.training.driver:encoder_trial',
                                           'baseline': 'yooptx.baselines:baseline_trial',
-                                          'rl': 'yooptx.rl.agent:rl_trial'}
+                                          'rl': 'yooptx.rl.agent:rl_trial',
+                                          'pretrain': 'yooptx.training.pretrain:pretrain_trial'}
 log = logging.getLogger('yooptx.runs')
 
 def register_trial_type(kind: str, fn: str | Callable) -> None:

@@ -17,7 +17,7 @@ from ..baselines import baseline_params, build_baseline
 from ..experiment import ExperimentData, prepare
 from ..metrics import periods_per_year, prediction_metrics, sharpe, trading_metrics
 from ..predictions import params_hash, stitch
-from ..runs import Ledger, check_data, run_trial, session, trial_id, utc_now, vet_data
+from ..runs import Ledger, check_data, run_trial, session, trial_id, update_manifest, utc_now, vet_data
 from ..models.encoders import encoder_config
 from ..training.driver import plan, resolve_params, stitch_trials
 from .executors import make_executor
@@ -62,7 +62,7 @@ def baseline_tasks(config: ExperimentConfig, folds: Sequence[int]) -> list[dict]
     return out
 
 def plan_trials(config: ExperimentConfig, folds: Sequence[int]) -> list[dict]:
-    "Every trial of a bake-off: encoder trials (every grid point × fold × seed), baseline trials, then RL agent trials (which may start from the encoders' checkpoints)."
+    "Every trial of a bake-off: masked-LM pretraining (for bert/fusion with pretrained: true), encoder trials (every grid point × fold × seed), baseline trials, then RL agent trials (which may start from the encoders' checkpoints)."
     enc = (
         plan(config, folds=list(folds))
         if any(s.enabled for s in config.encoders.values())
@@ -72,7 +72,11 @@ def plan_trials(config: ExperimentConfig, folds: Sequence[int]) -> list[dict]:
     if any(s.enabled for s in config.rl.values()):
         from yooptx.rl.agent import rl_tasks      # stable-baselines3 is an extra: imported only when the experiment has agents
         rl = rl_tasks(config, folds)
-    return enc + baseline_tasks(config, folds) + rl
+    pre = []
+    if any(s.enabled for n, s in config.encoders.items() if n in ('bert', 'fusion')):
+        from yooptx.training.pretrain import pretrain_tasks
+        pre = pretrain_tasks(config, folds)
+    return pre + enc + baseline_tasks(config, folds) + rl
 
 # %% ../../nbs/experiments/53_bakeoff.ipynb #80fe66b6
 def available_memory() -> int:
@@ -341,10 +345,17 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
             )
             bar.update()
         try:                         # agents run after the encoders whose checkpoints they may start from
-            s.run([t for t in tasks if t['kind'] != 'rl'], executor, on_row=tick, fn=run_trial)
+            # stages: masked-LM pretraining, then encoders and baselines (a pretrained bert starts from its fold's
+            # pretraining), then RL agents (which may start from the encoders' checkpoints)
+            s.run([t for t in tasks if t['kind'] == 'pretrain'], executor, on_row=tick, fn=run_trial)
+            s.run([t for t in tasks if t['kind'] not in ('rl', 'pretrain')], executor, on_row=tick, fn=run_trial)
             s.run([t for t in tasks if t['kind'] == 'rl'], executor, on_row=tick, fn=run_trial)
         finally: bar.close()
         sel = assemble(s.path, s.data)
+        toks = {str(p.parent.relative_to(s.path)): json.loads(p.read_text()) for p in sorted((s.path / 'checkpoints').rglob('tokenizer.json'))}
+        if toks:                             # every fitted token vocabulary of the run, by hash (pretraining and fine-tuning alike)
+            from yooptx.models.tokens import Tokenizer
+            update_manifest(s.path, tokenizers={k: Tokenizer.from_dict(v, k).hash for k, v in toks.items()})
         s.finish(n_trials=len(tasks), n_failed=failed[0], candidate=sel['candidate'])
     track_quietly(s.path, cfg, tracking_uri, track)     # the driver alone writes to MLflow; a failure is a warning
     return s.path

@@ -85,7 +85,9 @@ class Encoder(nn.Module):
 
 # %% ../../nbs/models/20_encoders.ipynb #af14091d
 _LAZY = {'transformer': ('yooptx.models.transformer', 'TransformerEncoder', 'TransformerConfig'),
-         'patchtst': ('yooptx.models.patchtst', 'PatchTSTEncoder', 'PatchTSTEncoderConfig')}
+         'patchtst': ('yooptx.models.patchtst', 'PatchTSTEncoder', 'PatchTSTEncoderConfig'),
+         'bert': ('yooptx.models.bert', 'BertTokensEncoder', 'BertTokensConfig'),
+         'fusion': ('yooptx.models.bert', 'FusionEncoder', 'FusionConfig')}
 
 class EncoderRegistry(Mapping):
     "name -> (Encoder class, config dataclass); families in their own modules are imported on first access."
@@ -133,15 +135,18 @@ def encoder_config(name: str, **params):
     if bad: raise EncoderError(f"encoder {name!r}: unknown param {bad[0]!r}; allowed params: {', '.join(allowed)}")
     return from_dict(cfg_cls, dict(params), f"encoders.{name}.params")
 
-def build_encoder(name: str,          # family: manual, cnn, lstm, transformer, patchtst
+def build_encoder(name: str,          # family: manual, cnn, lstm, transformer, patchtst, bert, fusion
                   n_features: int,    # F, features per bar
                   window: int,        # L, bars per input window
+                  feature_names: list[str] | None = None,   # the F feature names (families that pick inputs by name need them)
                   **params) -> Encoder:
     "Build encoder `name` for (batch, window, n_features) inputs from its config defaults + `params`."
     for k, v in (('n_features', n_features), ('window', window)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise EncoderError(f"{k}={v!r}: must be an integer >= 1")
     cls, _ = _family(name)
+    if getattr(cls, 'needs_feature_names', False):
+        return cls(encoder_config(name, **params), n_features, window, feature_names=None if feature_names is None else list(feature_names))
     return cls(encoder_config(name, **params), n_features, window)
 
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))

@@ -5,6 +5,7 @@
 # %% ../../nbs/training/27_driver.ipynb #b7906602
 from __future__ import annotations
 import gc, itertools, json, logging, time, traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -61,7 +62,11 @@ def plan(config: ExperimentConfig, encoders: Sequence[str] | None = None, seeds:
             raise UserError(f"encoders.{e}.grid has {len(pts)} points but budget.max_trials_per_encoder is {config.budget.max_trials_per_encoder}: "
                             f"shrink the grid or raise the budget")
         for p in pts:
-            resolve_params(config, e, p)
+            enc, _ = resolve_params(config, e, p)
+            fam = ENCODER_REGISTRY[e][0]
+            if hasattr(fam, 'check_features'):   # an encoder that reads features by name (token fields): are they there?
+                from yooptx.features import feature_names
+                fam.check_features(enc, feature_names(config.features.names, config.features.preset), f"encoders.{e}")
             h = params_hash(p)
             out += [dict(kind='encoder', encoder=e, params=p, params_hash=h, fold=int(k), seed=int(s), trial_id=trial_id(e, h, k, s))
                     for k in folds for s in seeds]
@@ -93,6 +98,13 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
     f = _fold_of(data, fold)
     if 'label' not in data.labels.columns:
         raise UserError("training needs a single 'label' column; multi-horizon labels (labels.horizons) are not supported by training yet")
+    fam = ENCODER_REGISTRY[encoder][0]
+    if hasattr(fam, 'prepare_params'):        # fit what the encoder learns from the fold's training rows (a token vocabulary)
+        enc_params = fam.prepare_params(enc_params, data.features, f.train)
+        if enc_params.get('pretrained'):     # start from this fold's masked-LM pretraining (a 'pretrain' trial of this run)
+            from yooptx.models.bert import pretrain_params, pretrain_path
+            c = encoder_config(encoder, **enc_params)
+            enc_params['init_from'] = str(pretrain_path(encoder, params_hash(pretrain_params({**asdict(c), 'window': tc.window})), fold, seed))
     row = trial_row(dict(trial_id=tid, encoder=encoder, params_hash=h, params=params, fold=fold, seed=seed),
                     val_metric_name=tc.monitor, started=utc_now())
     t0 = time.perf_counter()
@@ -122,6 +134,11 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
         L.seed_everything(seed, verbose=False)
         groups = _groups(data)
         model = SequenceModel(meta).attach(data.labels['fwd_return'].to_numpy(), groups)
+        if resume is None and hasattr(model.encoder, 'load_init'): model.encoder.load_init(run_dir)   # pretrained weights
+        if 'tokenizer_spec' in enc_params:   # the fitted tokenizer beside the checkpoint (its hash goes into the manifest)
+            from yooptx.models.tokens import Tokenizer
+            paths.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            Tokenizer.from_dict(enc_params['tokenizer_spec']).to_json(paths.ckpt_dir / 'tokenizer.json')
         trainer = make_trainer(tc, cfg.budget, paths, progress=progress, has_val=dm.val_ds is not None)
         with quiet_lightning(): trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
         best = paths.ckpt_dir / 'best.ckpt'

@@ -105,7 +105,7 @@ class SequenceModel(L.LightningModule):
         self.meta = meta
         self.tc = from_dict(TrainConfig, meta['train'], 'train')
         self.kind, self.classes = meta['kind'], meta.get('classes')
-        self.encoder = build_encoder(meta['encoder'], len(meta['features']), meta['window'], **meta['encoder_params'])
+        self.encoder = build_encoder(meta['encoder'], len(meta['features']), meta['window'], feature_names=meta['features'], **meta['encoder_params'])
         self.loss_fn = make_loss(self.tc, self.kind, self.classes, meta.get('class_counts'))
         self.head = build_head(
             self.loss_fn.head,
