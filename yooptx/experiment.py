@@ -97,7 +97,10 @@ def check_features_config(cfg: ExperimentConfig, bars: pl.DataFrame, freq: str |
     if need := [n for n in names if set(FEATURES[n].requires) & absent]:
         raise ConfigError(f"{key} has feature(s) {', '.join(need)} that need {', '.join(sorted(absent))}, missing or all null in "
                           f"data.name={cfg.data.name} (a close-only source?): "
-                          f"{fix_preset(lambda f: not set(f.requires) & absent and (f.exog is None or f.exog in given))}")
+                          f"{fix_preset(lambda f: not set(f.requires) & absent and (f.exog is None or f.exog in given))}"
+                          + (" (the price-action fields and the brooks tokenizer read open/high/low/close bars; on close-only data a bert "
+                             "or fusion encoder can use tokenizer: chronos or sax with features.preset=price_action_close_v1)"
+                             if any(FEATURES[n].family == 'price_action' for n in need) else ''))
 
 def prepare(config: ExperimentConfig | dict | str | None = None,  # config object, mapping, YAML path or packaged name
             bars: pl.DataFrame | None = None,   # use these bars instead of the config's catalog data set

@@ -329,6 +329,7 @@ PRESETS: dict[str, list[str]] = {
     'manual_vix_v1': _OHLCV + _VIX,
     'close_only_vix_v1': _CLOSE_ONLY + _VIX,
     'price_action_v1': _OHLCV + list(_PA_FIELDS),      # the numeric features plus every price-action field (tokens read these)
+    'price_action_close_v1': _CLOSE_ONLY + [n for n, f in _PA_FIELDS.items() if f.requires == ('close',)],   # close-only: chronos, sax
 }
 
 def feature_names(names: list[str] | None = None, preset: str | None = None) -> list[str]:
