@@ -340,7 +340,8 @@ def test_deterministic_with_a_seed_and_state_dict_round_trip(name, kw):
 
 
 def test_registry_and_interface():
-    assert sorted(ENCODER_REGISTRY) == sorted(FAMILIES) and len(ENCODER_REGISTRY) == 5 and 'patchtst' in ENCODER_REGISTRY
+    # the five numeric families (+ bert and fusion over price-action tokens: tests/test_tokens.py, nbs/models/29_bert)
+    assert sorted(ENCODER_REGISTRY) == sorted(FAMILIES + ['bert', 'fusion']) and len(ENCODER_REGISTRY) == 7 and 'patchtst' in ENCODER_REGISTRY
     for name in FAMILIES:
         cls, cfg_cls = ENCODER_REGISTRY[name]
         enc = make(name)
@@ -374,8 +375,8 @@ def test_split_params():
 
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize('call,match', [
-    (lambda: build_encoder('gpt', 3, 8), r"unknown encoder 'gpt'; known encoders: manual, cnn, lstm, transformer, patchtst"),
-    (lambda: encoder_config('bert'), r"known encoders: manual, cnn, lstm, transformer, patchtst"),
+    (lambda: build_encoder('gpt', 3, 8), r"unknown encoder 'gpt'; known encoders: manual, cnn, lstm, transformer, patchtst, bert, fusion"),
+    (lambda: encoder_config('gpt2'), r"known encoders: manual, cnn, lstm, transformer, patchtst, bert, fusion"),
     (lambda: build_encoder('transformer', 3, 8, d_model=30, n_heads=4), r"d_model=30 is not divisible by n_heads=4"),
     (lambda: build_encoder('patchtst', 3, 32, d_model=10, n_heads=3), r"d_model=10 is not divisible by n_heads=3"),
     (lambda: build_encoder('patchtst', 3, 6), r"window=6 bars is not longer than patch_length=8; use a window of at least 9 bars"),

@@ -98,3 +98,15 @@ def test_a_bert_without_its_token_fields_is_refused_at_plan_time(tmp_path):
     cfg = load_config(dict(CFG, features={'preset': 'manual_v1'}))
     with pytest.raises(EncoderError, match='features.preset=price_action_v1'):
         plan_trials(cfg, [0, 1])
+
+
+def test_tokenize_report_renders(home):
+    from conftest import run_cli
+    rc, out, err = run_cli('run', 'tokenize', '-p', 'dataset', 'btc_1d', '-p', 'epochs', '1', '-p', 'mlm_epochs', '1', '--quiet', timeout=900)
+    assert rc == 0, err[-3000:]
+    html = Path(out.strip().splitlines()[-1]).read_text()
+    from bs4 import BeautifulSoup
+    soup = BeautifulSoup(html, 'html.parser')
+    assert 'Price-action tokens' in html and 'bert (pretrained)' in html and 'bert (from scratch)' in html and 'unigram' in html
+    assert not [s for s in soup.find_all('script') if (s.get('src') or '').startswith('http')]     # opens offline
+    assert len(soup.select('div.plotly-graph-div')) >= 5      # tokens on the chart, returns by token, MLM curves, attention, equity

@@ -10,10 +10,11 @@ from typing import Callable
 import polars as pl
 
 # %% auto #0
-__all__ = ['SWING_BARS', 'FIELDS', 'swing_expr', 'Field']
+__all__ = ['SWING_BARS', 'SWING_MEMORY', 'FIELDS', 'swing_expr', 'Field']
 
 # %% ../nbs/17_price_action.ipynb #1e6b6470
 SWING_BARS = 2          # confirmation bars on each side of a swing point
+SWING_MEMORY = 60       # a swing point is remembered this many bars after its confirmation (the previous one to compare with)
 _RANGE_N, _TREND_N, _OVERLAP_N, _BREAK_N, _CHRONOS_N, _SAX_N = 20, 20, 10, 20, 64, 32
 _o, _h, _l, _c = (pl.col(x) for x in ('open', 'high', 'low', 'close'))
 _rng = _h - _l
@@ -35,27 +36,34 @@ def _swing_points(k: int):
     sl = (_l.shift(k) == _l.rolling_min(w)) & _l.rolling_min(w).is_not_null()
     return sh, _h.shift(k), sl, _l.shift(k)
 
-def swing_expr(k: int = SWING_BARS) -> pl.Expr:
-    "1 HH, 2 LH, 3 HL, 4 LL at the bar confirming a swing point (k bars after it), else 0 (a bar confirming both: the high's code)."
+def _warm(n: int, x: pl.Expr) -> pl.Expr:
+    "x from the n-th bar of the symbol on (null before: the declared look-back of a field with a memory)."
+    return pl.when(pl.int_range(pl.len()) >= n - 1).then(x).otherwise(None)
+
+def _recent(flag: pl.Expr, value: pl.Expr, m: int) -> pl.Expr:
+    "The value at the latest bar where `flag` held, if within the last `m` bars (this one included), else null."
+    return pl.when(flag).then(value).otherwise(None).forward_fill(limit=m)
+
+def swing_expr(k: int = SWING_BARS, m: int = SWING_MEMORY) -> pl.Expr:
+    """1 HH, 2 LH, 3 HL, 4 LL at the bar confirming a swing point (k bars after it), else 0 (a bar confirming both: the
+    high's code). The previous swing point compared with is the latest confirmed in the `m` bars before (none: 0)."""
     sh, hv, sl, lv = _swing_points(k)
-    prev_h = pl.when(sh).then(hv).otherwise(None).forward_fill().shift(1)     # the previous confirmed swing high
-    prev_l = pl.when(sl).then(lv).otherwise(None).forward_fill().shift(1)
+    prev_h = _recent(sh, hv, m - 1).shift(1)          # the previous confirmed swing high (within m bars)
+    prev_l = _recent(sl, lv, m - 1).shift(1)
     code = (pl.when(sh & prev_h.is_not_null()).then(pl.when(hv > prev_h).then(1).otherwise(2))
             .when(sl & prev_l.is_not_null()).then(pl.when(lv > prev_l).then(3).otherwise(4))
             .otherwise(0))
-    return pl.when(_h.rolling_max(2 * k + 1).is_not_null()).then(code).otherwise(None)
+    return _warm(m + 2 * k + 1, code)
 
-def _mm_expr(k: int = SWING_BARS) -> pl.Expr:
+def _mm_expr(k: int = SWING_BARS, m: int = SWING_MEMORY) -> pl.Expr:
     sh, hv, sl, lv = _swing_points(k)
-    last_h = pl.when(sh).then(hv).otherwise(None).forward_fill()
-    last_l = pl.when(sl).then(lv).otherwise(None).forward_fill()
+    last_h, last_l = _recent(sh, hv, m), _recent(sl, lv, m)       # the latest swing high / low confirmed in the last m+1 bars
     idx = pl.int_range(pl.len())
-    at_h = pl.when(sh).then(idx).otherwise(None).forward_fill()
-    at_l = pl.when(sl).then(idx).otherwise(None).forward_fill()
+    at_h, at_l = _recent(sh, idx, m), _recent(sl, idx, m)
     leg = (last_h - last_l).abs()
     ref = pl.when(at_h >= at_l).then(last_h).otherwise(last_l)          # the more recent swing point
     prog = pl.when(leg > 0).then((_c - ref).abs() / leg).otherwise(None)
-    return pl.when(_h.rolling_max(2 * k + 1).is_not_null()).then(_cut(prog, [0.5, 1.0, 1.5]).fill_null(0)).otherwise(None)
+    return _warm(m + 2 * k + 1, _cut(prog, [0.5, 1.0, 1.5]).fill_null(0))
 
 def _trend_expr() -> pl.Expr:
     slope = (_c - _c.shift(_TREND_N)) / (_TREND_N * _rng.rolling_mean(_TREND_N))
@@ -116,13 +124,14 @@ FIELDS: dict[str, Field] = {f.name: f for f in [
         .when(_share(_h - pl.max_horizontal(_o, _c)) - _share(pl.min_horizontal(_o, _c) - _l) > 0.2).then(2).otherwise(0)).otherwise(None),
           1, 3, _OHLC, "dominant tail: 0 balanced, 1 lower (buying), 2 upper (selling)"),
     Field('pa_size', lambda: _cut(_rng / _avg_rng, [0.5, 1.0, 2.0]), _RANGE_N + 1, 4, ('high', 'low'), "range vs the previous 20 bars' mean range: < .5, < 1, < 2, >= 2"),
-    Field('pa_swing', lambda: swing_expr(SWING_BARS), 2 * SWING_BARS + 1, 5, ('high', 'low'),
-          f"swing structure at the confirming bar ({SWING_BARS} bars after the swing point): 1 HH, 2 LH, 3 HL, 4 LL, else 0"),
+    Field('pa_swing', lambda: swing_expr(SWING_BARS), SWING_MEMORY + 2 * SWING_BARS + 1, 5, ('high', 'low'),
+          f"swing structure at the confirming bar ({SWING_BARS} bars after the swing point) vs the previous swing point of the last "
+          f"{SWING_MEMORY} bars: 1 HH, 2 LH, 3 HL, 4 LL, else 0"),
     Field('pa_trend', _trend_expr, _TREND_N + 1, 3, ('high', 'low', 'close'), "0 trading range, 1 bull trend, 2 bear trend (slope and bar overlap)"),
     Field('pa_breakout', _breakout_expr, _BREAK_N + 2, 5, ('high', 'low', 'close'),
           "close vs the previous 20 bars' range: 1 above, 2 below, 3 failed up, 4 failed down, else 0"),
     Field('pa_pullback', _pullback_expr, _BREAK_N, 4, ('high', 'low', 'close'), "depth below the 20-bar high in quarters of the 20-bar range"),
-    Field('pa_mm', lambda: _mm_expr(SWING_BARS), 2 * SWING_BARS + 1, 4, ('high', 'low', 'close'),
+    Field('pa_mm', lambda: _mm_expr(SWING_BARS), SWING_MEMORY + 2 * SWING_BARS + 1, 4, ('high', 'low', 'close'),
           "measured-move progress from the last swing point, in halves of the last swing leg"),
     Field('pa_magnet', _magnet_expr, _RANGE_N + 1, 3, _OHLC, "nearest magnet (prior bar high/low, 20-bar mean, round number): 2 at, 1 near, 0 away"),
     Field('tok_chronos', _chronos_expr, _CHRONOS_N + 2, 33, ('close',), "Chronos-style bin of the return scaled by the previous 64 bars' mean |return| (32 bins over ±4, + 1)"),

@@ -29,7 +29,7 @@ class ReportFailed(RuntimeError):
         super().__init__(message); self.notebook = notebook
 
 READS_RUN = frozenset({'go_no_go', 'walk_forward', 'attention'})   # packaged notebooks that need a finished run folder
-CREATES_RUN = frozenset({'train', 'rl'})        # notebooks whose empty `run_dir` means "make a new run folder"
+CREATES_RUN = frozenset({'train', 'rl', 'tokenize'})   # notebooks whose empty `run_dir` means "make a new run folder"
 KERNEL = 'python3'                        # papermill kernel; jupyter_client runs it with this interpreter
 
 def reports_dir() -> Path:
