@@ -32,9 +32,8 @@ def _share(x: pl.Expr) -> pl.Expr:
 def _swing_points(k: int):
     "(swing high confirmed at this bar, its value, swing low confirmed, its value)."
     w = 2 * k + 1
-    sh = (_h.shift(k) == _h.rolling_max(w)) & _h.rolling_max(w).is_not_null()
-    sl = (_l.shift(k) == _l.rolling_min(w)) & _l.rolling_min(w).is_not_null()
-    return sh, _h.shift(k), sl, _l.shift(k)
+    # (null while the window warms up; every field built on them masks its own, longer warm-up)
+    return _h.shift(k) == _h.rolling_max(w), _h.shift(k), _l.shift(k) == _l.rolling_min(w), _l.shift(k)
 
 def _warm(n: int, x: pl.Expr) -> pl.Expr:
     "x from the n-th bar of the symbol on (null before: the declared look-back of a field with a memory)."
@@ -70,7 +69,7 @@ def _trend_expr() -> pl.Expr:
     ov = (pl.min_horizontal(_h, _h.shift(1)) - pl.max_horizontal(_l, _l.shift(1))).clip(lower_bound=0)
     overlap = pl.when(_rng > 0).then(ov / _rng).otherwise(1.0).clip(upper_bound=1.0).rolling_mean(_OVERLAP_N)
     code = pl.when((slope > 0.1) & (overlap < 0.6)).then(1).when((slope < -0.1) & (overlap < 0.6)).then(2).otherwise(0)
-    return pl.when(slope.is_finite() & overlap.is_not_null()).then(code).otherwise(None)
+    return _warm(_TREND_N + 1, code)            # (a flat market's slope is NaN: no trend, code 0)
 
 def _breakout_expr() -> pl.Expr:
     hi, lo = _h.shift(1).rolling_max(_BREAK_N), _l.shift(1).rolling_min(_BREAK_N)

@@ -122,6 +122,15 @@ class Tokenizer:
         s = self.token_strings()
         return [s[i] for i in np.asarray(ids, np.int64).tolist()]
 
+    def to_hf(self):
+        "A Hugging Face `PreTrainedTokenizerFast` over the token strings (word level, BERT's specials): the same ids, for HF tooling."
+        from tokenizers import Tokenizer as HFTokenizer, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+        t = HFTokenizer(models.WordLevel({s: i for i, s in enumerate(self.token_strings())}, unk_token='[UNK]'))
+        t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        return PreTrainedTokenizerFast(tokenizer_object=t, pad_token='[PAD]', cls_token='[CLS]', sep_token='[SEP]', mask_token='[MASK]',
+                                       unk_token='[UNK]')
+
     def to_dict(self) -> dict:
         self._need()
         return {'kind': 'yooptx.models.tokens.Tokenizer', 'version': TOKENIZER_VERSION, 'tokenizer': self.kind, 'fields': self.fields,
