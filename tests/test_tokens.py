@@ -17,7 +17,7 @@ from yooptx.synth import planted_signal
 
 P = {'d_model': 16, 'n_heads': 2, 'n_layers': 1, 'd_ff': 32, 'window': 16, 'batch_size': 256, 'min_count': 2, 'mlm_epochs': 2}
 CFG = {'features': {'preset': 'price_action_v1'},
-       'encoders': {'bert': {'params': P, 'grid': {'pretrained': [True, False]}}, 'fusion': {'params': {**P, 'numeric': 'lstm'}}},
+       'encoders': {'bert': {'params': P, 'grid': {'pretrained': [True, False]}}, 'fusion': {'params': {**P, 'numeric': 'lstm', 'pretrained': True}}},   # shares the bert's pretraining
        'baselines': ['buy_hold', 'momentum'], 'seeds': [0], 'splits': {'n_folds': 2}, 'budget': {'max_epochs': 2}}
 
 
@@ -32,7 +32,7 @@ def test_bert_and_fusion_are_trials_judged_by_the_gate(token_run):
     run, data = token_run
     led = Ledger(run).read()
     assert set(led['status']) == {'ok'}, led.filter(pl.col('status') != 'ok').select('trial_id', 'error')
-    pre = led.filter(pl.col('encoder') == 'pretrain:bert')
+    pre = led.filter(pl.col('encoder') == 'pretrain:mlm')                   # one per fold: the fusion's token tower shares it
     assert pre.height == 2 and pre['val_metric_name'].to_list() == ['val_perplexity'] * 2 and (pre['val_metric'] > 1).all()
     sel = json.loads((run / 'selection.json').read_text())
     assert {'bert', 'fusion'} <= set(sel['families'])
@@ -78,7 +78,7 @@ def test_pretraining_resumes_from_its_last_checkpoint(token_run, tmp_path):
     task = [t for t in pretrain_tasks(data.config, [0]) if t['fold'] == 0][0]
     res = tmp_path / 'run'; shutil.copytree(run, res)
     first = json.loads((res / Path(Ledger(run).ok().filter(pl.col('trial_id') == task['trial_id'])['checkpoint'][0]).parent / 'history.json').read_text())
-    d = res / 'checkpoints' / 'pretrain-bert' / task['params_hash'] / 'fold0-seed0'
+    d = res / 'checkpoints' / 'pretrain-mlm' / task['params_hash'] / 'fold0-seed0'
     (d / 'mlm.pt').unlink()                                                # killed after its last epoch's checkpoint
     ck = torch.load(d / 'last.ckpt', weights_only=False)
     key = 'mlm.bert.embeddings.position_embeddings.weight'     # (the word embeddings are tied to the output layer)
@@ -110,3 +110,12 @@ def test_tokenize_report_renders(home):
     assert 'Price-action tokens' in html and 'bert (pretrained)' in html and 'bert (from scratch)' in html and 'unigram' in html
     assert not [s for s in soup.find_all('script') if (s.get('src') or '').startswith('http')]     # opens offline
     assert len(soup.select('div.plotly-graph-div')) >= 5      # tokens on the chart, returns by token, MLM curves, attention, equity
+
+
+def test_folds_too_short_for_the_tokenizer_are_refused_before_training():
+    from yooptx.core import UserError
+    from yooptx.experiments.bakeoff import check_windows, plan_trials
+    cfg = load_config(dict(CFG, splits={'n_folds': 6}, train={'window': 8}, encoders={'bert': {'params': {**P, 'window': 8}}}))
+    data = prepare(cfg, bars=planted_signal(300, n_symbols=1, seed=3, kind='pattern'), calendar='XNYS')
+    with pytest.raises(UserError, match=r"needs at least 65 bars per symbol before the first token .* fold\(s\) 0"):
+        check_windows(data, plan_trials(cfg, [f.fold for f in data.folds]))

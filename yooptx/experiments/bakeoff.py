@@ -18,7 +18,7 @@ from ..experiment import ExperimentData, prepare
 from ..metrics import periods_per_year, prediction_metrics, sharpe, trading_metrics
 from ..predictions import params_hash, stitch
 from ..runs import Ledger, check_data, run_trial, session, trial_id, update_manifest, utc_now, vet_data
-from ..models.encoders import encoder_config
+from ..models.encoders import ENCODER_REGISTRY, encoder_config
 from ..training.driver import plan, resolve_params, stitch_trials
 from .executors import make_executor
 from ..tracking import track_quietly
@@ -116,6 +116,16 @@ def check_windows(data: ExperimentData, tasks: Sequence[dict]) -> None:
         used = sorted({u['fold'] for u in tasks if u.get('encoder') == name and u['fold'] in folds})
         hist = {k: int(local[folds[k].train].max()) + 1 if len(folds[k].train) else 0 for k in used}
         short = {k: h for k, h in hist.items() if h < L}
+        fam = ENCODER_REGISTRY[name][0]
+        if hasattr(fam, 'min_history'):      # a token encoder: its fields warm up before the first token exists
+            need = fam.min_history(resolve_params(data.config, name, t['params'])[0])
+            few = {k: h for k, h in hist.items() if h < need}
+            if few:
+                raise UserError(
+                    f"encoder {name!r}: its tokenizer needs at least {need} bars per symbol before the first token (the longest "
+                    f"price-action field look-back), but the training rows of fold(s) {', '.join(str(k) for k in few)} have at most "
+                    f"{', '.join(str(h) for h in few.values())} bars: use fewer splits.n_folds (now {data.config.splits.n_folds}) or more data"
+                )
         if not short: continue
         key = f"encoders.{name}.params.window" if 'window' in t['params'] else 'train.window'
         fit = min(hist.values())

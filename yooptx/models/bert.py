@@ -14,8 +14,8 @@ from .encoders import Encoder, EncoderError, EncoderOutput, _check, build_encode
 from .tokens import CLS, MASK, PAD, SPECIALS, Tokenizer, TokenizerError
 
 # %% auto #0
-__all__ = ['PRETRAIN_KEYS', 'BertTokensConfig', 'pretrain_params', 'pretrain_path', 'hf_config', 'TokenTower',
-           'BertTokensEncoder', 'load_pretrained', 'FusionConfig', 'FusionEncoder']
+__all__ = ['PRETRAIN_KEYS', 'PRETRAIN', 'BertTokensConfig', 'pretrain_params', 'pretrain_path', 'hf_config', 'TokenTower',
+           'TokenEncoder', 'BertTokensEncoder', 'load_pretrained', 'FusionConfig', 'FusionEncoder']
 
 # %% ../../nbs/models/29_bert.ipynb #21e56958
 def _tokenizer_of(config, where: str) -> Tokenizer:
@@ -59,9 +59,11 @@ def pretrain_params(params: dict) -> dict:
     "The part of a bert/fusion configuration that pretraining depends on (its hash names the pretraining)."
     return {k: params[k] for k in PRETRAIN_KEYS if k in params} | {'window': params.get('window')}
 
-def pretrain_path(encoder: str, pre_hash: str, fold: int, seed: int) -> Path:
-    "Where the pretraining of (encoder family, pretrain hash, fold, seed) keeps its weights (relative to the run folder)."
-    return Path('checkpoints') / f'pretrain-{encoder}' / pre_hash / f'fold{int(fold)}-seed{int(seed)}' / 'mlm.pt'
+PRETRAIN = 'pretrain:mlm'     # the ledger name of masked-LM pretraining trials (bert and fusion share one pretraining per hash)
+
+def pretrain_path(pre_hash: str, fold: int, seed: int) -> Path:
+    "Where the pretraining of (pretrain hash, fold, seed) keeps its weights (relative to the run folder)."
+    return Path('checkpoints') / 'pretrain-mlm' / pre_hash / f'fold{int(fold)}-seed{int(seed)}' / 'mlm.pt'
 
 def hf_config(c, vocab_size: int, window: int):
     "The local Hugging Face BertConfig of a token tower (positions: CLS + the window)."
@@ -98,16 +100,48 @@ class TokenTower(nn.Module):
         o = self.bert(input_ids=ids, attention_mask=att, output_attentions=output_attentions)
         return o.last_hidden_state, o.attentions
 
-@register_encoder('bert', BertTokensConfig)
-class BertTokensEncoder(Encoder):
-    "BERT over the window's price-action tokens; summary = the [CLS] state."
-    supports_attention = True
+class TokenEncoder(Encoder):
+    """Base of the encoders that read price-action tokens: their token tower, the tokenizer the training path fits on the
+    fold's training rows (`prepare_params`), the plan-time check of the token fields (`check_features`), pretrained weights
+    (`load_init`)."""
     needs_feature_names = True
-    def __init__(self, config: BertTokensConfig, n_features: int, window: int, feature_names: list[str] | None = None):
+    def __init__(self, config, n_features: int, window: int, feature_names: list[str] | None = None):
         super().__init__(config, n_features, window)
         if feature_names is None or len(feature_names) != n_features:
-            raise EncoderError("encoder 'bert' needs the feature names (its token fields are picked out of the window by name)")
-        self.tokens = TokenTower(config, window, list(feature_names), 'encoders.bert')
+            raise EncoderError(f"encoder {self.name!r} needs the feature names (its token fields are picked out of the window by name)")
+        self.tokens = TokenTower(config, window, list(feature_names), f'encoders.{self.name}')
+
+    def load_init(self, run_dir) -> None:
+        "Start from the pretrained token tower named by `init_from` (its tokenizer must be this one)."
+        if self.config.init_from: load_pretrained(self.tokens, Path(run_dir) / self.config.init_from)
+
+    @staticmethod
+    def _tokenizer(params: dict) -> Tokenizer:
+        return Tokenizer(params.get('tokenizer', 'brooks'), params.get('fields'), params.get('min_count', 5), params.get('max_vocab'))
+
+    @classmethod
+    def check_features(cls, params: dict, names: list[str], where: str) -> None:
+        "Refuse at plan time a configuration whose token fields are not among the experiment's features (naming the fix)."
+        tok = cls._tokenizer(params)
+        miss = [f for f in tok.fields if f not in names]
+        if miss:
+            raise EncoderError(f"{where}: the {tok.kind} tokenizer reads the price-action field(s) {', '.join(miss)}, which the experiment's "
+                               f"features lack: --set features.preset=price_action_v1 (or add them to features.names)")
+
+    @classmethod
+    def min_history(cls, params: dict) -> int:
+        "Bars a symbol needs before its first token (the bake-off refuses folds whose training rows have fewer)."
+        return cls._tokenizer(params).min_bars
+
+    @classmethod
+    def prepare_params(cls, params: dict, features, train_rows) -> dict:
+        "The encoder params with the tokenizer fit on `train_rows` of `features` (what the training path calls before building)."
+        return {**params, 'tokenizer_spec': cls._tokenizer(params).fit(features, train_rows).to_dict()}
+
+@register_encoder('bert', BertTokensConfig)
+class BertTokensEncoder(TokenEncoder):
+    "BERT over the window's price-action tokens; summary = the [CLS] state."
+    supports_attention = True
 
     def forward(self, past_values, observed_mask=None, output_attentions: bool = False) -> EncoderOutput:
         x, mask = prepare_inputs(past_values, observed_mask, self.n_features)
@@ -115,11 +149,6 @@ class BertTokensEncoder(Encoder):
         states = h[:, 1:] * mask.unsqueeze(-1)
         return EncoderOutput(summary=h[:, 0], states=states,
                              attentions=tuple(a[:, :, 1:, 1:] for a in att) if output_attentions else None)
-
-    def load_init(self, run_dir) -> None:
-        "Start from the pretrained token tower named by `init_from` (its tokenizer must be this one)."
-        if not self.config.init_from: return
-        load_pretrained(self.tokens, Path(run_dir) / self.config.init_from)
 
 def load_pretrained(tower: TokenTower, path: Path) -> None:
     "Copy a masked-LM checkpoint's BERT weights into `tower`, refusing a different tokenizer (both hashes named)."
@@ -130,21 +159,7 @@ def load_pretrained(tower: TokenTower, path: Path) -> None:
     if unexpected or [m for m in missing if 'position_ids' not in m]:
         raise EncoderError(f"{path}: weights do not fit this BERT (missing {missing[:3]}, unexpected {unexpected[:3]}): same d_model, layers and heads?")
 
-@classmethod
-def _check_features(cls, params: dict, names: list[str], where: str) -> None:
-    "Refuse at plan time a configuration whose token fields are not among the experiment's features (naming the fix)."
-    tok = Tokenizer(params.get('tokenizer', 'brooks'), params.get('fields'), params.get('min_count', 5), params.get('max_vocab'))
-    miss = [f for f in tok.fields if f not in names]
-    if miss:
-        raise EncoderError(f"{where}: the {tok.kind} tokenizer reads the price-action field(s) {', '.join(miss)}, which the experiment's "
-                           f"features lack: --set features.preset=price_action_v1 (or add them to features.names)")
 
-@classmethod
-def _prepare(cls, params: dict, features, train_rows) -> dict:
-    "The encoder params with the tokenizer fit on `train_rows` of `features` (what the training path calls before building)."
-    tok = Tokenizer(params.get('tokenizer', 'brooks'), params.get('fields'), params.get('min_count', 5), params.get('max_vocab'))
-    return {**params, 'tokenizer_spec': tok.fit(features, train_rows).to_dict()}
-BertTokensEncoder.prepare_params, BertTokensEncoder.check_features = _prepare, _check_features
 
 # %% ../../nbs/models/29_bert.ipynb #ae111761
 @dataclass
@@ -160,14 +175,10 @@ class FusionConfig(BertTokensConfig):
         _check(where, self.numeric in ENCODER_REGISTRY, f"numeric={self.numeric!r}: unknown encoder; known: {', '.join(ENCODER_REGISTRY)}")
 
 @register_encoder('fusion', FusionConfig)
-class FusionEncoder(Encoder):
+class FusionEncoder(TokenEncoder):
     "Numeric backbone states <- cross-attention -> token states; gated summary."
-    needs_feature_names = True
     def __init__(self, config: FusionConfig, n_features: int, window: int, feature_names: list[str] | None = None):
-        super().__init__(config, n_features, window)
-        if feature_names is None or len(feature_names) != n_features:
-            raise EncoderError("encoder 'fusion' needs the feature names (its token fields are picked out of the window by name)")
-        self.tokens = TokenTower(config, window, list(feature_names), 'encoders.fusion')
+        super().__init__(config, n_features, window, feature_names)
         from yooptx.features import FEATURES
         num = [i for i, f in enumerate(feature_names) if not (f in FEATURES and FEATURES[f].levels is not None)]
         if not num: raise EncoderError("encoder 'fusion' needs numeric features besides the token fields (e.g. features.preset price_action_v1)")
@@ -201,9 +212,3 @@ class FusionEncoder(Encoder):
     def diagnostics(self) -> dict[str, float]:
         g = getattr(self, '_last_gate', None)
         return {} if g is None else {'fusion_gate_numeric': float(g.mean())}
-
-    def load_init(self, run_dir) -> None:
-        if not self.config.init_from: return
-        load_pretrained(self.tokens, Path(run_dir) / self.config.init_from)
-
-FusionEncoder.prepare_params, FusionEncoder.check_features = _prepare, _check_features

@@ -104,7 +104,7 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
         if enc_params.get('pretrained'):     # start from this fold's masked-LM pretraining (a 'pretrain' trial of this run)
             from yooptx.models.bert import pretrain_params, pretrain_path
             c = encoder_config(encoder, **enc_params)
-            enc_params['init_from'] = str(pretrain_path(encoder, params_hash(pretrain_params({**asdict(c), 'window': tc.window})), fold, seed))
+            enc_params['init_from'] = str(pretrain_path(params_hash(pretrain_params({**asdict(c), 'window': tc.window})), fold, seed))
     row = trial_row(dict(trial_id=tid, encoder=encoder, params_hash=h, params=params, fold=fold, seed=seed),
                     val_metric_name=tc.monitor, started=utc_now())
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ import torch
 import lightning as L
 from ..core import UserError, atomic_write, seed_everything
 from ..config import ExperimentConfig, TrainConfig, from_dict, to_dict
-from ..models.bert import hf_config, pretrain_params, pretrain_path
+from ..models.bert import PRETRAIN, hf_config, pretrain_params, pretrain_path
 from ..models.encoders import ENCODER_REGISTRY, encoder_config, split_params
 from ..models.tokens import MASK, PAD, SPECIALS, UNK, Tokenizer
 from ..predictions import params_hash
@@ -103,18 +103,18 @@ def pretrain_tasks(config: ExperimentConfig, folds: Sequence[int]) -> list[dict]
             h = params_hash(pp)
             for k in folds:
                 for s in config.seeds:
-                    if (name, h, k, s) in seen: continue
-                    seen.add((name, h, k, s))
-                    out.append(dict(kind='pretrain', encoder=f'pretrain:{name}', family=name, params=pp, params_hash=h, fold=int(k),
-                                    seed=int(s), trial_id=trial_id(f'pretrain:{name}', h, k, s)))
+                    if (h, k, s) in seen: continue       # a bert and a fusion with the same token tower share one pretraining
+                    seen.add((h, k, s))
+                    out.append(dict(kind='pretrain', encoder=PRETRAIN, params=pp, params_hash=h, fold=int(k),
+                                    seed=int(s), trial_id=trial_id(PRETRAIN, h, k, s)))
     return out
 
 def pretrain_trial(task: dict, data, run_dir) -> dict:
     "The 'pretrain' trial type of `yooptx.runs`: masked-LM pretraining on the fold's training windows; writes mlm.pt + tokenizer.json + history.json."
     from yooptx.training.driver import _fold_of
     run, t0 = Path(run_dir), time.perf_counter()
-    fam, pp, h, fold, seed = task['family'], dict(task['params']), task['params_hash'], int(task['fold']), int(task['seed'])
-    c = encoder_config(fam, **{k: v for k, v in pp.items() if k != 'window'})
+    pp, h, fold, seed = dict(task['params']), task['params_hash'], int(task['fold']), int(task['seed'])
+    c = encoder_config('bert', **{k: v for k, v in pp.items() if k != 'window'})
     window = int(pp['window'])
     row = trial_row(task, val_metric_name='val_perplexity', started=utc_now())
     f = _fold_of(data, fold)
@@ -122,8 +122,8 @@ def pretrain_trial(task: dict, data, run_dir) -> dict:
     ids = tok.encode(data.features)
     codes = data.features['symbol'].rank('dense').to_numpy()
     tr, va = token_windows(ids, codes, f.train, window), token_windows(ids, codes, f.val, window)
-    out = run / pretrain_path(fam, h, fold, seed)
-    paths = TrialPaths(run, out.parent, run / 'tb', f'pretrain-{fam}/{h}', f'fold{fold}-seed{seed}', out.parent / 'unused.parquet')
+    out = run / pretrain_path(h, fold, seed)
+    paths = TrialPaths(run, out.parent, run / 'tb', f'pretrain-mlm/{h}', f'fold{fold}-seed{seed}', out.parent / 'unused.parquet')
     seed_everything(seed); L.seed_everything(seed, verbose=False)
     model = MLMModule(c, tok.vocab_size, window, c.mlm_lr, c.mlm_probability, seed)
     tc = from_dict(TrainConfig, {**to_dict(data.config.train), 'monitor': 'val_loss'}, 'train')
