@@ -625,6 +625,9 @@ class _Decisions:
 def _decide(panel: _Panel, signals: pl.DataFrame, cfg: BacktestConfig, payoff_ratio: float = 1.0) -> _Decisions:
     "Align `signals` with `panel` and turn them into target positions."
     signals, kind = _signal_frame(signals)
+    if cfg.portfolio == 'long_short' and kind == 'prediction':   # rank the cross-section: long the top quantile, short the bottom
+        from yooptx.ranking import long_short_positions
+        signals, kind = long_short_positions(signals, cfg.quantiles), 'position'
     rows = _align(panel, signals)
     sig = signals[kind].cast(pl.Float64).to_numpy()
     ok = np.isfinite(sig)

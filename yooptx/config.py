@@ -269,6 +269,9 @@ class BacktestConfig:
     max_leverage: float = 1.0         # |position| cap per symbol
     max_daily_loss: Optional[float] = None  # FTMO-style: flatten and stop for the day at this loss (fraction of equity)
     max_total_loss: Optional[float] = None  # FTMO-style: flatten and stop for good at this drawdown from the start
+    portfolio: Literal['per_symbol', 'long_short'] = 'per_symbol'   # per_symbol: each symbol trades its own signal; long_short: each bar,
+                                      # long the top quantile of the predictions across symbols, short the bottom one (dollar-neutral)
+    quantiles: int = 5                # long_short: quantiles of the cross-section (5: the top and bottom fifth trade)
     def validate(self, where):
         if self.threshold < 0: raise ConfigError(f"{where}.threshold: must be >= 0, got {self.threshold}")
         if not 0 <= self.dead_band < 0.5:
@@ -279,6 +282,10 @@ class BacktestConfig:
         if self.vol_lookback < 2: raise ConfigError(f"{where}.vol_lookback: must be >= 2, got {self.vol_lookback}")
         if self.latency < 0: raise ConfigError(f"{where}.latency: must be >= 0 bars, got {self.latency}")
         if not self.max_leverage > 0: raise ConfigError(f"{where}.max_leverage: must be > 0, got {self.max_leverage}")
+        if not isinstance(self.quantiles, int) or isinstance(self.quantiles, bool) or self.quantiles < 2:
+            raise ConfigError(f"{where}.quantiles: an integer >= 2 (5: long the top fifth, short the bottom fifth), got {self.quantiles!r}")
+        if self.portfolio == 'long_short' and self.long_only:
+            raise ConfigError(f"{where}: portfolio long_short shorts the bottom quantile, but long_only is true: pick one")
         for k in ('max_daily_loss', 'max_total_loss'):
             v = getattr(self, k)
             if v is not None and not 0 < v < 1:
@@ -351,6 +358,8 @@ class GateConfig:
     max_drawdown: float = 0.35        # maximum drawdown allowed (fraction of equity)
     min_accuracy: Optional[float] = None  # optional: test-row accuracy of the candidate's direction calls must reach this
     min_ic: Optional[float] = None    # optional: mean Spearman IC of the candidate on test rows must reach this
+    min_icir: Optional[float] = None  # ranking portfolios (backtest.portfolio long_short): the per-date cross-sectional IC's mean / std
+                                      # on test dates must reach this (None: 0.05 for long_short runs, not checked otherwise)
     single_seed: Literal['fail', 'not_assessable'] = 'fail'  # one seed cannot show seed robustness: fail the check, or mark it not assessable
     def validate(self, where):
         for k in ('alpha', 'ci_level', 'dsr_min', 'pbo_max', 'seed_positive_frac', 'max_drawdown'):

@@ -49,6 +49,8 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
                 accuracy: float | None = None,
                 ic: float | None = None,
                 gate_unchanged: bool = True,
+                icir: float | None = None,       # ranking portfolios: per-date cross-sectional IC mean / std on test dates
+                ranking: bool = False,           # the candidate trades a long-short ranking (backtest.portfolio long_short)
                 seed: int = 0,
                 n_boot: int = 1000,
                 pbo_combinations: int = 12870) -> list[Check]:   # CSCV splits evaluated at most (all of C(16, 8) by default)
@@ -172,6 +174,12 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
     if gate.min_ic is not None:
         ok = ic is not None and ic >= gate.min_ic
         out.append(Check('min_ic', ic, gate.min_ic, bool(ok), f"Test information coefficient {_f(ic, 3)}: it must be at least {gate.min_ic}."))
+    if ranking or gate.min_icir is not None:
+        floor = gate.min_icir if gate.min_icir is not None else 0.05
+        ok = icir is not None and math.isfinite(icir) and icir >= floor
+        out.append(Check('ranking_icir', icir, floor, bool(ok),
+                         f"The ranking's information ratio (mean / std of the per-date Spearman IC across symbols on test dates) is "
+                         f"{_f(icir, 3)}: it must be at least {floor:g}" + ("" if gate.min_icir is not None else " (the default floor for ranking portfolios)") + "."))
     out.append(Check('pre_registration', bool(gate_unchanged), True, bool(gate_unchanged),
                      "The gate thresholds are the ones recorded before training." if gate_unchanged else
                      "The gate section of config.yaml was changed after the run was created: thresholds chosen after seeing results void the verdict."))
@@ -291,6 +299,14 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
     ppy = run_periods_per_year(run)
     tsum = float(c['turnover'].sum())
     paid = float(c['cost'].sum()) / tsum * 1e4 if tsum > 0 else cfg.costs.per_unit_bps   # what the backtest really charged
+    rank = None
+    if cfg.backtest.portfolio == 'long_short':    # a ranking: its cross-sectional statistics on the candidate's test predictions
+        from yooptx.labels import label_horizon
+        from yooptx.ranking import ranking_report
+        pr = pl.read_parquet(run / 'predictions.parquet').filter((pl.col('encoder') == name) & (pl.col('params_hash') == ch) & (pl.col('split') == 'test'))
+        from yooptx.ranking import RankingError
+        try: rank = ranking_report(pr.select('timestamp', 'symbol', 'prediction', 'fwd_return'), cfg.backtest.quantiles, label_horizon(cfg.labels))
+        except RankingError as e: rank = {'icir': None, 'note': str(e)}      # e.g. a candidate that predicts one value per date ranks nothing
     checks = gate_checks(
         c['net'].to_numpy(),
         c['gross'].to_numpy(),
@@ -305,6 +321,8 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
         cm.get('direction_accuracy'),
         cm.get('ts_ic'),
         unchanged,
+        icir=rank['icir'] if rank else None,
+        ranking=rank is not None,
         n_boot=n_boot,
     )
     v = decide(checks)
@@ -336,6 +354,7 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
         'failed_trials': failed['trial_id'].to_list()[:20],
         'gate': json.loads(json.dumps(asdict(cfg.gate))),
         'gate_unchanged': unchanged,
+        'ranking': rank,
         'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
     }
     agents = [a for a in sel.get('agents', []) if a in sel.get('families', {})]

@@ -11,7 +11,7 @@ from .core import UserError
 
 # %% auto #0
 __all__ = ['MIN_ASSETS', 'RankingError', 'daily_ic', 'newey_west_t', 'ic_summary', 'top_k_precision', 'quantile_returns',
-           'quantile_spread', 'competition_score']
+           'quantile_spread', 'competition_score', 'long_short_positions', 'ranking_report']
 
 # %% ../nbs/18_ranking.ipynb #2d094303
 MIN_ASSETS = 5          # a panel narrower than this cannot be judged as a ranking
@@ -128,3 +128,43 @@ def competition_score(solution: pl.DataFrame,   # date_id + target columns (null
     r = np.array(out)
     if r.std() == 0: raise RankingError("the daily rank correlations do not vary: the score (mean / std) is undefined")
     return float(r.mean() / r.std())
+
+# %% ../nbs/18_ranking.ipynb #f9ad4ec8
+def long_short_positions(signals: pl.DataFrame, q: int = 5, date: str = 'timestamp', key: str = 'symbol',
+                         pred: str = 'prediction') -> pl.DataFrame:
+    "(timestamp, symbol, position): +1 for the top 1/q of each bar's predictions, −1 for the bottom 1/q, 0 otherwise (ties by symbol)."
+    if isinstance(q, bool) or not isinstance(q, int) or q < 2: raise RankingError(f"quantiles={q!r}: an integer >= 2")
+    n_sym = signals[key].n_unique()
+    if n_sym < MIN_ASSETS:
+        raise RankingError(f"backtest.portfolio long_short ranks symbols on each bar, but the data have {n_sym} symbol(s): it needs at "
+                           f"least {MIN_ASSETS} (use portfolio: per_symbol, or more symbols)")
+    ok = pl.col(pred).is_not_null() & pl.col(pred).is_not_nan()
+    s = signals.select(date, key, pred).with_columns(pl.when(ok).then(pl.col(pred)).otherwise(None).alias('_p'))
+    s = s.sort(date, key).with_columns(n=pl.col('_p').count().over(date),
+                                       r=pl.col('_p').rank('ordinal').over(date))     # nulls keep a null rank
+    k = (pl.col('n') // q)
+    pos = (pl.when(pl.col('_p').is_null() | (k < 1)).then(0.0)
+           .when(pl.col('r') > pl.col('n') - k).then(1.0)
+           .when(pl.col('r') <= k).then(-1.0).otherwise(0.0))
+    return s.select(date, key, pos.alias('position'))
+
+# %% ../nbs/18_ranking.ipynb #4bb6509b
+def ranking_report(preds: pl.DataFrame,          # test predictions (timestamp, symbol, prediction, fwd_return); seeds averaged first
+                   q: int = 5, horizon: int = 1) -> dict:
+    "IC summary, top-k precision (k = symbols / q), the Q1..Qq returns and spread, and the competition's score, on realized forward returns."
+    p = (preds.group_by('timestamp', 'symbol').agg(pl.col('prediction').mean(), pl.col('fwd_return').first())
+         .rename({'fwd_return': 'target'}).sort('timestamp', 'symbol'))
+    out = ic_summary(daily_ic(p), horizon)
+    n = p['symbol'].n_unique()
+    k = max(1, n // q)
+    try: out['top_k_precision'], out['top_k'] = top_k_precision(p, k), k
+    except RankingError: out['top_k_precision'], out['top_k'] = None, k
+    qs = quantile_spread(quantile_returns(p, q))
+    out |= {'quantile_mean_target': qs['by_quantile'], 'spread_mean': qs['spread_mean'], 'spread_hit_rate': qs['spread_hit_rate'], 'quantiles': q}
+    w = p.with_columns(pl.col('timestamp').rank('dense').alias('date_id'))
+    sol = w.pivot(on='symbol', index='date_id', values='target').sort('date_id')
+    sub = w.pivot(on='symbol', index='date_id', values='prediction').sort('date_id')
+    keep = sol.select(pl.sum_horizontal(pl.exclude('date_id').is_not_null()) >= 2).to_series()   # the competition scores dates with targets
+    try: out['competition_score'], out['competition_note'] = competition_score(sol.filter(keep), sub.filter(keep)), None
+    except RankingError as e: out['competition_score'], out['competition_note'] = None, str(e)
+    return out

@@ -294,6 +294,12 @@ def run_metrics(bt: pl.DataFrame, preds: pl.DataFrame, sel: dict, data: Experime
                  for k, g in bt.filter((pl.col('encoder') == fam) & (pl.col('params_hash') == h)).group_by('seed')}
         p = pm.filter((pl.col('encoder') == fam) & (pl.col('params_hash') == h))
         acc = {c: float(p[c].mean()) for c in ('direction_accuracy', 'ts_ic') if c in p.columns and p.height}
+        if data.config.backtest.portfolio == 'long_short':   # a ranking: its cross-sectional IC on test dates
+            from yooptx.ranking import RankingError, daily_ic, ic_summary
+            tp = (preds.filter((pl.col('encoder') == fam) & (pl.col('params_hash') == h) & (pl.col('split') == 'test'))
+                  .group_by('timestamp', 'symbol').agg(pl.col('prediction').mean(), pl.col('fwd_return').first().alias('target')))
+            try: acc |= {k: v for k, v in ic_summary(daily_ic(tp)).items() if k in ('mean_ic', 'icir', 'ic_t_hac')}
+            except RankingError: acc |= {'mean_ic': None, 'icir': None, 'ic_t_hac': None}   # one value per date: no ranking
         out['families'][fam] = {
             'params_hash': h,
             'val_score': sel['families'].get(fam, {}).get('val_score'),
@@ -336,6 +342,9 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
     executor = make_executor(jobs, threads, n_tasks=sum(t['trial_id'] not in done for t in tasks))
     vet_data(cfg, data)                                             # short folds and missing features first: they explain a short window
     check_windows(data, [t for t in tasks if t['trial_id'] not in done])
+    if cfg.backtest.portfolio == 'long_short' and len(data.symbols) < 5:   # a ranking needs a cross-section (refused before training)
+        raise UserError(f"backtest.portfolio long_short ranks the symbols on each bar, but data.name={cfg.data.name} has {len(data.symbols)} "
+                        f"symbol(s): it needs at least 5 (--set backtest.portfolio=per_symbol, or a data set with more symbols)")
     check_memory(data, [t for t in tasks if t['trial_id'] not in done], executor.jobs)   # refused before the run folder is made
     with session(cfg, data, run_dir) as s:
         bar = tqdm(

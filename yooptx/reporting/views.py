@@ -27,7 +27,8 @@ __all__ = ['OfflineNotebookRenderer', 'frame_html', 'setup_notebook', 'RunView',
            'rolling_sharpe_figure', 'signal_frame', 'rolling_ic', 'ic_figure', 'run_data', 'cost_sensitivity',
            'cost_sensitivity_figure', 'calibration_family', 'calibration_figures', 'run_verdict', 'data_warnings',
            'verdict_banner', 'checks_table', 'checks_markdown', 'bullets', 'statistics_table', 'what_would_change',
-           'supervisor_table', 'plot_supervisor', 'deployment_table', 'manifest_table']
+           'supervisor_table', 'plot_supervisor', 'ranking_table', 'ranking_families_table', 'deployment_table',
+           'manifest_table']
 
 # %% ../../nbs/reporting/61_views.ipynb #e2171f1d
 class OfflineNotebookRenderer(NotebookRenderer):
@@ -853,6 +854,34 @@ def plot_supervisor(run: RunView) -> go.Figure | None:
     fig.update_yaxes(title_text='growth of 1', row=1, col=1); fig.update_yaxes(title_text='scale', range=[0, 1.05], row=2, col=1)
     fig.update_layout(title='The candidate without and under the safety supervisor (test folds, net of costs)', height=480)
     return fig
+
+def ranking_table(run: RunView) -> pl.DataFrame:
+    "statistic, value, what it says: the candidate's cross-sectional ranking on test dates (backtest.portfolio long_short), or why there is none."
+    rk = (run.verdict or {}).get('ranking')
+    if run.config.backtest.portfolio != 'long_short' or rk is None:
+        return pl.DataFrame({'statistic': ['ranking'], 'value': ['not a ranking portfolio'],
+                             'what it says': ['each symbol trades its own signal (backtest.portfolio: per_symbol); set long_short to rank them']})
+    f = lambda x, d=3: 'n/a' if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{d}f}"
+    q = rk.get('quantiles', run.config.backtest.quantiles)
+    qm = rk.get('quantile_mean_target') or {}
+    rows = [('dates ranked', str(rk.get('n_dates', 'n/a')), f"test dates with two or more symbols to compare ({rk.get('n_excluded', 0)} left out)"),
+            ('mean IC (Spearman)', f(rk.get('mean_ic')), 'average rank correlation of predictions and realized returns across symbols'),
+            ('ICIR', f(rk.get('icir')), 'mean IC / its standard deviation over dates: the consistency of the ranking'),
+            ('IC t-stat (HAC)', f(rk.get('ic_t_hac'), 2), f"Newey-West, {rk.get('hac_lags', 'n/a')} lags: is the mean IC distinguishable from 0"),
+            ('share of dates with IC > 0', f(rk.get('hit_rate'), 2), ''),
+            (f"top-{rk.get('top_k')} precision", f(rk.get('top_k_precision')), f"share of the predicted top {rk.get('top_k')} that were in the realized top (chance: {rk.get('top_k', 0)}/symbols)"),
+            (f"Q{q} - Q1 spread (per bar)", f(rk.get('spread_mean'), 5), 'mean forward return of the top prediction quantile minus the bottom one'),
+            ('competition score', f(rk.get('competition_score')), rk.get('competition_note') or 'rank-correlation Sharpe of the 2025 commodity competition (ICs, ddof 0)')]
+    rows += [(f"Q{k} mean forward return", f(v, 5), '') for k, v in sorted(qm.items(), key=lambda kv: int(kv[0]))]
+    if rk.get('note'): rows.append(('note', rk['note'], ''))
+    return pl.DataFrame({'statistic': [r[0] for r in rows], 'value': [r[1] for r in rows], 'what it says': [r[2] for r in rows]})
+
+def ranking_families_table(run: RunView) -> pl.DataFrame | None:
+    "family, mean_ic, icir, ic_t_hac on test dates for every selected family (ranking runs only; None otherwise)."
+    if run.config.backtest.portfolio != 'long_short': return None
+    fm = run.metrics.get('families', {})
+    return pl.DataFrame([{'family': k, 'mean_ic': v.get('mean_ic'), 'icir': v.get('icir'), 'ic_t_hac': v.get('ic_t_hac')} for k, v in fm.items()],
+                        schema={'family': pl.Utf8, 'mean_ic': pl.Float64, 'icir': pl.Float64, 'ic_t_hac': pl.Float64}).sort('icir', descending=True, nulls_last=True)
 
 def deployment_table(run: RunView) -> pl.DataFrame:
     "item, value rows: each family's batch-of-one inference latency (p50 / p99 ms) and the registry state of this run."

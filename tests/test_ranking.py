@@ -1,0 +1,75 @@
+"""Rankings as a user runs them: `backtest.portfolio: long_short` turns every candidate's predictions into a
+dollar-neutral top-minus-bottom-quantile book traded through the same backtester and costs; the gate adds an ICIR
+floor and reports the cross-sectional statistics; the competition metric matches an independent implementation of the
+official one; bad input is refused before training."""
+import json
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from yooptx.config import load_config
+from yooptx.experiment import prepare
+from yooptx.experiments.bakeoff import bakeoff
+from yooptx.gate import evaluate
+from yooptx.ranking import RankingError, competition_score
+from yooptx.synth import planted_signal
+
+CFG = {'encoders': {'cnn': {'params': {'d_model': 8, 'n_layers': 1, 'window': 8, 'batch_size': 256}}},
+       'features': {'names': ['ret_1', 'ret_5', 'rv_20']}, 'baselines': ['buy_hold', 'momentum', 'ridge'], 'seeds': [0, 1],
+       'splits': {'n_folds': 2}, 'budget': {'max_epochs': 3}, 'backtest': {'portfolio': 'long_short', 'quantiles': 4}}
+
+
+def test_a_ranking_bakeoff_is_judged_on_its_long_short_book(tmp_path):
+    cfg = load_config(CFG)
+    data = prepare(cfg, bars=planted_signal(400, n_symbols=8, seed=2, sharpe=3.0), calendar='XNYS')
+    run = bakeoff(cfg, data=data, run_dir=tmp_path / 'run', progress=False)
+    v = evaluate(run)
+    rk = v['ranking']
+    assert rk['n_dates'] > 200 and rk['mean_ic'] > 0.03 and rk['ic_t_hac'] > 2          # the planted signal ranks the symbols
+    qm = {int(k): x for k, x in rk['quantile_mean_target'].items()}
+    assert qm[4] > qm[1] and rk['top_k'] == 2
+    chk = {c['name']: c for c in v['checks']}
+    assert chk['ranking_icir']['threshold'] == 0.05 and chk['ranking_icir']['passed'] == (rk['icir'] >= 0.05)
+    m = json.loads((run / 'metrics.json').read_text())['families']
+    assert m['ridge']['icir'] is not None and m['buy_hold']['icir'] is None               # one value per date ranks nothing
+    # the candidate's book: every bar's targets sum to zero; quantiles 4 of 8 symbols: 2 long, 2 short
+    from yooptx.backtest import run as backtest_run
+    p = pl.read_parquet(run / 'predictions.parquet').filter((pl.col('encoder') == 'candidate') & (pl.col('split') == 'test') & (pl.col('seed') == 0))
+    r = backtest_run(data.bars, p.select('timestamp', 'symbol', 'prediction'), cfg.costs, cfg.backtest, data.calendar, data.freq)
+    per = r.returns.group_by('timestamp').agg(pl.col('target').sum().alias('net'), (pl.col('target') > 0).sum().alias('longs'))
+    assert per['net'].abs().max() == 0 and set(per['longs'].to_list()) <= {0, 2}
+
+
+def _official(solution: pd.DataFrame, submission: pd.DataFrame) -> float:
+    "The competition's published metric, restated independently (pandas, row by row)."
+    daily = []
+    for i in range(len(solution)):
+        y = solution.iloc[i].drop('date_id'); p = submission.iloc[i].drop('date_id')
+        keep = y.notna()
+        daily.append(np.corrcoef(p[keep].rank(method='average'), y[keep].rank(method='average'))[0, 1])
+    d = pd.Series(daily)
+    return float(d.mean() / d.std(ddof=0))
+
+
+def test_the_competition_metric_matches_the_official_definition():
+    rng = np.random.default_rng(3)
+    T, N = 60, 30
+    y = rng.standard_normal((T, N)); y[rng.random((T, N)) < 0.15] = np.nan       # targets not revealed / no trade
+    p = 0.2 * np.nan_to_num(y) + rng.standard_normal((T, N)); p[:, 3] = np.round(p[:, 3], 0)   # ties in a column
+    cols = [f'target_{i}' for i in range(N)]
+    sol = pd.DataFrame(y, columns=cols).assign(date_id=range(T)); sub = pd.DataFrame(p, columns=cols).assign(date_id=range(T))
+    ours = competition_score(pl.from_pandas(sol), pl.from_pandas(sub))
+    assert abs(ours - _official(sol, sub)) < 1e-12
+    with pytest.raises(RankingError, match='date_id 0: the predictions are all equal'):
+        competition_score(pl.from_pandas(sol), pl.from_pandas(sub.assign(**{c: 1.0 for c in cols})))
+
+
+def test_a_ranking_of_too_few_symbols_is_refused_before_training(tmp_path):
+    from yooptx.core import ConfigError, UserError
+    cfg = load_config(CFG)
+    data = prepare(cfg, bars=planted_signal(300, n_symbols=3, seed=2), calendar='XNYS')
+    with pytest.raises(UserError, match='it needs at least 5'):
+        bakeoff(cfg, data=data, run_dir=tmp_path / 'run', progress=False)
+    assert not (tmp_path / 'run').exists()
+    with pytest.raises(ConfigError, match='long_only is true'):
+        load_config(dict(CFG, backtest={'portfolio': 'long_short', 'long_only': True}))
