@@ -73,3 +73,19 @@ def test_a_ranking_of_too_few_symbols_is_refused_before_training(tmp_path):
     assert not (tmp_path / 'run').exists()
     with pytest.raises(ConfigError, match='long_only is true'):
         load_config(dict(CFG, backtest={'portfolio': 'long_short', 'long_only': True}))
+
+
+def test_a_rank_loss_trains_on_whole_cross_sections(tmp_path):
+    from yooptx.datasets import BarsDataModule
+    from yooptx.runs import Ledger
+    cfg = load_config(dict(CFG, train={'loss': 'rank', 'batching': 'cross_section', 'batch_size': 32}, seeds=[0], baselines=['momentum']))
+    data = prepare(cfg, bars=planted_signal(300, n_symbols=8, seed=4, sharpe=3.0), calendar='XNYS')
+    f = data.folds[0]
+    dm = BarsDataModule(data.features, data.labels, data.folds, 0, L=8, batch_size=32, cross_section=True, calendar=data.calendar, freq=data.freq)
+    ts = data.features['timestamp']
+    for b in list(dm.train_dataloader())[:20]:
+        t = ts.gather(b['row'].numpy())
+        assert (t.value_counts()['count'] == 8).all()                       # all 8 symbols of each date, 4 dates a batch
+    run = bakeoff(cfg, data=data, run_dir=tmp_path / 'run', progress=False)
+    led = Ledger(run).read().filter(pl.col('encoder') == 'cnn')
+    assert set(led['status']) == {'ok'}, led['error'].to_list()

@@ -424,9 +424,29 @@ class WindowSampler(Sampler):
                  seed: int = 0,                   # seed of the order (the dataset's seed drives the augmentation draws)
                  block: int = 0,                  # block-bootstrap block length (0: every item once per epoch)
                  batch_size: int | None = None,   # yield lists of batch_size keys instead of single keys
-                 drop_last: bool = False):        # with batch_size: drop a last short batch
+                 drop_last: bool = False,         # with batch_size: drop a last short batch
+                 groups: np.ndarray | None = None):  # (len(ds),) date id of each item: batches of whole dates (cross-sections)
         self.n, self.shuffle, self.seed, self.block, self.epoch = len(ds), shuffle, int(seed), int(block), 0
         self.batch_size, self.drop_last = batch_size, drop_last
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape != (self.n,): raise DatasetError(f"groups: expected one date id per item ({self.n}), got shape {groups.shape}")
+            if batch_size is None: raise DatasetError("groups (cross-section batches) need a batch_size")
+            order = np.argsort(groups, kind='stable')
+            self._chunks = np.split(order, np.flatnonzero(np.diff(groups[order])) + 1)   # each date's items
+        self.groups = groups
+
+    def group_batches(self, epoch: int) -> list[np.ndarray]:
+        "Cross-section batches of `epoch`: whole dates in a seeded order, packed up to batch_size items (a larger date alone)."
+        rng = np.random.default_rng([self.seed, int(epoch), 11])
+        perm = rng.permutation(len(self._chunks)) if self.shuffle else np.arange(len(self._chunks))
+        out, cur, n = [], [], 0
+        for j in perm.tolist():
+            c = self._chunks[j]
+            if n and n + c.size > self.batch_size: out.append(np.concatenate(cur)); cur, n = [], 0
+            cur.append(c); n += c.size
+        if cur: out.append(np.concatenate(cur))
+        return out
 
     def set_epoch(self, epoch: int): self.epoch = int(epoch)
 
@@ -444,6 +464,9 @@ class WindowSampler(Sampler):
 
     def __iter__(self):
         epoch = self.epoch; self.epoch += 1
+        if self.groups is not None:
+            for b in self.group_batches(epoch): yield [(i, epoch) for i in b.tolist()]
+            return
         idx = self.indices(epoch)                      # keys are made lazily: no list of a million tuples
         if self.batch_size is None:
             for i in idx.tolist(): yield (i, epoch)
@@ -453,10 +476,11 @@ class WindowSampler(Sampler):
             if b.size == self.batch_size or not self.drop_last: yield [(i, epoch) for i in b.tolist()]
 
     def __len__(self) -> int:
+        if self.groups is not None: return len(self.group_batches(self.epoch))
         if self.batch_size is None: return self.n
         return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
 
-# %% ../nbs/14_datasets.ipynb #5c734c2f
+# %% ../nbs/14_datasets.ipynb #1dc1b91a
 class BarsDataModule(LightningDataModule):
     "Train/val/test windows of one walk-forward fold, sharing one float32 array."
     def __init__(self,
@@ -476,7 +500,8 @@ class BarsDataModule(LightningDataModule):
                  drop_last: bool = False,          # drop the last short training batch
                  pin_memory: bool = False,
                  normalizer: Normalizer | None = None,   # fit on this fold's train rows in setup (None: features used as given)
-                 layout: PanelLayout | None = None):     # grid positions of the features' rows, shared across folds (None: build them)
+                 layout: PanelLayout | None = None,      # grid positions of the features' rows, shared across folds (None: build them)
+                 cross_section: bool = False):           # training batches of whole dates (every symbol of a date together)
         super().__init__()
         if not folds: raise DatasetError("no folds given")
         if not -len(folds) <= fold < len(folds): raise DatasetError(f"fold={fold}: there are {len(folds)} folds (0..{len(folds) - 1})")
@@ -487,6 +512,7 @@ class BarsDataModule(LightningDataModule):
         self.target, self.kind, self.calendar, self.freq = target, kind, calendar, freq
         self.drop_last, self.pin_memory, self.normalizer, self.layout = drop_last, pin_memory, normalizer, layout
         self.panel = self.train_ds = self.val_ds = self.test_ds = None
+        self.cross_section = bool(cross_section)
 
     @property
     def fold(self): return self.folds[self.fold_index]
@@ -505,8 +531,11 @@ class BarsDataModule(LightningDataModule):
     def _loader(self, ds, train: bool):
         if ds is None: return []
         # the sampler yields whole batches and the dataset gathers each with one indexing op (batch_size=None)
-        smp = WindowSampler(ds, shuffle=train, seed=self.seed, block=self.augment.block if train else 0,
-                            batch_size=self.batch_size, drop_last=self.drop_last and train)
+        groups = None
+        if train and self.cross_section:         # a date's windows travel together: the rank loss compares real pairs
+            groups = self.features['timestamp'].rank('dense').to_numpy()[np.asarray(ds.rows, np.int64)]
+        smp = WindowSampler(ds, shuffle=train, seed=self.seed, block=self.augment.block if train and groups is None else 0,
+                            batch_size=self.batch_size, drop_last=self.drop_last and train, groups=groups)
         return DataLoader(ds, sampler=smp, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory)
 
     def train_dataloader(self): self.setup(); return self._loader(self.train_ds, True)

@@ -114,7 +114,7 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
     layout = data.panel_layout() if hasattr(data, 'panel_layout') else None
     dm = BarsDataModule(data.features, data.labels, data.folds, [x.fold for x in data.folds].index(fold), L=tc.window,
                         batch_size=tc.batch_size, num_workers=tc.num_workers, seed=seed, calendar=data.calendar, freq=data.freq,
-                        normalizer=norm, layout=layout)
+                        normalizer=norm, layout=layout, cross_section=tc.batching == 'cross_section')
     dm.setup()
     kind, classes = dm.train_ds.kind, dm.train_ds.classes
     counts = np.bincount(dm.train_ds.targets.numpy().astype(np.int64), minlength=len(classes)).tolist() if kind == 'classification' else None
