@@ -7,6 +7,11 @@ the peak/raw ratio (of the whole process, and above what the imports alone hold)
 Training is capped by `--minutes` (default 4) per trial through the experiment budget: the trial then reports the
 windows it trained on, and the benchmark extrapolates the time of the asked `--epochs` (default 3) from the measured
 rate and says so. `--symbols` / `--bars` shrink the panel (e.g. `--quick`: 400 x 1,000).
+
+`--ranking`: the cross-sectional variant — a market with a planted signal (synth.planted_signal), the transformer
+trained with the pairwise rank loss on batches of whole dates (train.batching: cross_section), its test predictions
+traded as a dollar-neutral long-short quintile book (backtest.portfolio: long_short), then the ranking statistics
+(per-date IC, ICIR, HAC t, top-k, quintile spread, the competition score) and the gate with its ICIR floor.
 """
 import argparse, json, os, resource, sys, tempfile, threading, time, warnings
 from pathlib import Path
@@ -49,6 +54,7 @@ def main():
     ap.add_argument('--minutes', type=float, default=4.0, help='training time cap of the measured trial')
     ap.add_argument('--patch', type=int, default=8, help="the transformer's patch length and stride (tokens of `patch` bars; 1: a token per bar)")
     ap.add_argument('--quick', action='store_true')
+    ap.add_argument('--ranking', action='store_true', help='the cross-sectional variant: rank loss on whole dates, long-short book, ranking statistics')
     a = ap.parse_args()
     header(f"bench_scale: {a.symbols:,} symbols x {a.bars:,} daily bars, window {a.window}, one transformer trial "
            f"(d_model 32, 2 layers, patches of {a.patch} bars: {-(-a.window // a.patch)} tokens a window)")
@@ -68,13 +74,16 @@ def main():
     torch.set_num_threads(default_threads(1))
     print(f"torch threads: {torch.get_num_threads()}", flush=True)
     base = rss()                                            # the interpreter with torch, polars, lightning imported
+    rank = {'loss': 'rank', 'batching': 'cross_section', 'batch_size': max(512, a.symbols)} if a.ranking else {'batch_size': 512}
     cfg = load_config({'data': {'name': 'given'}, 'features': {'preset': 'manual_v1'}, 'labels': {'kind': 'direction', 'horizon': 1},
                        'splits': {'n_folds': 3, 'embargo': 1}, 'seeds': [0],
                        'encoders': {'transformer': {'params': {'d_model': 32, 'n_layers': 2, 'n_heads': 4, 'patch_length': a.patch, 'patch_stride': a.patch}}},
-                       'train': {'window': a.window, 'batch_size': 512, 'patience': 5},
+                       'train': {'window': a.window, 'patience': 5, **rank},
+                       'backtest': {'portfolio': 'long_short' if a.ranking else 'per_symbol'},
                        'budget': {'max_epochs': a.epochs, 'max_minutes_per_trial': a.minutes}})
-    with Stage('synthetic market (synth.random_walk)'):
-        bars = synth.random_walk(a.bars, n_symbols=a.symbols, seed=0)
+    with Stage('synthetic market (synth.planted_signal)' if a.ranking else 'synthetic market (synth.random_walk)'):
+        bars = (synth.planted_signal(a.bars, n_symbols=a.symbols, seed=0, sharpe=1.0) if a.ranking else
+                synth.random_walk(a.bars, n_symbols=a.symbols, seed=0))
     with Stage('features (manual_v1)'):
         feats = build(bars, preset='manual_v1', freq='1D', calendar='XNYS')
     with Stage('labels'):
@@ -96,13 +105,19 @@ def main():
     preds = pl.read_parquet(run / row['predictions']) if row.get('predictions') else None
     with Stage('backtest of the test predictions'):
         bt = run_predictions(bars, preds, cfg.costs, cfg.backtest, 'XNYS', '1D', split='test')
+    rk = None
+    if a.ranking:
+        from yooptx.ranking import ranking_report
+        with Stage('ranking statistics (per-date IC, ICIR, HAC t, top-k, quintiles, competition score)'):
+            rk = ranking_report(preds.filter(pl.col('split') == 'test').select('timestamp', 'symbol', 'prediction', 'fwd_return'), 5)
+        print(f"   mean IC {rk['mean_ic']:.4f}, ICIR {rk['icir']:.3f}, HAC t {rk['ic_t_hac']:.2f}, competition score {rk['competition_score']}", flush=True)
     with Stage("gate checks (candidate vs buy & hold, bootstrap, DSR, DM)"):
         r = seed_average(bt, 'transformer', row['params_hash'])
         hold = preds.filter(pl.col('split') == 'test').with_columns(prediction=pl.lit(1.0), encoder=pl.lit('buy_hold'))
         b = seed_average(run_predictions(bars, hold, cfg.costs, cfg.backtest, 'XNYS', '1D', split='test'), 'buy_hold', row['params_hash'])
         ppy = periods_per_year('XNYS', '1D')
         checks = gate_checks(r['net'].to_numpy(), r['gross'].to_numpy(), r['turnover'].to_numpy(), {'buy_hold': b['net'].to_numpy()},
-                             [0.0], None, 1, cfg.gate, cfg.costs.per_unit_bps, ppy)
+                             [0.0], None, 1, cfg.gate, cfg.costs.per_unit_bps, ppy, icir=rk['icir'] if rk else None, ranking=rk is not None)
     # training time per epoch, from the trial's own numbers
     epochs = row.get('n_epochs') or 0
     print()
