@@ -89,3 +89,18 @@ def test_a_rank_loss_trains_on_whole_cross_sections(tmp_path):
     run = bakeoff(cfg, data=data, run_dir=tmp_path / 'run', progress=False)
     led = Ledger(run).read().filter(pl.col('encoder') == 'cnn')
     assert set(led['status']) == {'ok'}, led['error'].to_list()
+
+
+def test_symbol_by_symbol_comparison_with_a_sign_test(tmp_path):
+    from scipy.stats import binom
+    from yooptx.reporting import views
+    t = pl.DataFrame({'symbol': list('abcdefgh'), 'x': [1., 2, 3, 4, 5, 6, 7, 8], 'y': [0., 1, 2, 3, 4, 5, 9, 8]})
+    h = views.head_to_head(t, 'x', 'y')                       # x wins 6, loses 1, one tie left out
+    assert (h['symbols'], h['a_wins']) == (7, 6) and abs(h['sign_test_p'] - binom.sf(5, 7, 0.5)) < 1e-12
+    cfg = load_config(dict(CFG, backtest={}, seeds=[0], encoders={'cnn': CFG['encoders']['cnn'], 'lstm': {'params': {'d_model': 8, 'window': 8}}}))
+    run = bakeoff(cfg, data=prepare(cfg, bars=planted_signal(300, n_symbols=5, seed=1, sharpe=3.0), calendar='XNYS'), run_dir=tmp_path / 'run', progress=False)
+    rv = views.load_run(run)
+    sym = views.per_symbol_sharpe(rv)
+    assert sym.height == 5 and {'cnn', 'lstm', 'momentum'} <= set(sym.columns)
+    hh = views.head_to_head_table(rv, sym)
+    assert hh['comparison'][0] == 'cnn vs lstm' and (hh['symbols'] <= 5).all()

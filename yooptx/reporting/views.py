@@ -27,8 +27,8 @@ __all__ = ['OfflineNotebookRenderer', 'frame_html', 'setup_notebook', 'RunView',
            'rolling_sharpe_figure', 'signal_frame', 'rolling_ic', 'ic_figure', 'run_data', 'cost_sensitivity',
            'cost_sensitivity_figure', 'calibration_family', 'calibration_figures', 'run_verdict', 'data_warnings',
            'verdict_banner', 'checks_table', 'checks_markdown', 'bullets', 'statistics_table', 'what_would_change',
-           'supervisor_table', 'plot_supervisor', 'ranking_table', 'ranking_families_table', 'deployment_table',
-           'manifest_table']
+           'supervisor_table', 'plot_supervisor', 'ranking_table', 'ranking_families_table', 'per_symbol_sharpe',
+           'head_to_head', 'head_to_head_table', 'deployment_table', 'manifest_table']
 
 # %% ../../nbs/reporting/61_views.ipynb #e2171f1d
 class OfflineNotebookRenderer(NotebookRenderer):
@@ -882,6 +882,53 @@ def ranking_families_table(run: RunView) -> pl.DataFrame | None:
     fm = run.metrics.get('families', {})
     return pl.DataFrame([{'family': k, 'mean_ic': v.get('mean_ic'), 'icir': v.get('icir'), 'ic_t_hac': v.get('ic_t_hac')} for k, v in fm.items()],
                         schema={'family': pl.Utf8, 'mean_ic': pl.Float64, 'icir': pl.Float64, 'ic_t_hac': pl.Float64}).sort('icir', descending=True, nulls_last=True)
+
+def per_symbol_sharpe(run: RunView) -> pl.DataFrame | None:
+    """symbol + one column per selected family: its net Sharpe (annualized) on that symbol's test bars, traded alone through
+    the backtester with the run's costs and sizing, averaged over seeds. None for ranking runs or a single symbol."""
+    if run.config.backtest.portfolio == 'long_short' or run.predictions is None: return None
+    data = run_data(run)
+    if data is None or len(data.symbols) < 2: return None
+    from yooptx.backtest import run as backtest_run
+    from yooptx.metrics import sharpe
+    out = None
+    for fam, (enc, h) in run.pairs.items():
+        if fam == 'candidate': continue
+        p = run.predictions.filter((pl.col('encoder') == enc) & (pl.col('params_hash') == h) & (pl.col('split') == 'test'))
+        if not p.height: continue
+        per = []
+        for (_, ), g in p.group_by('seed', maintain_order=True):
+            r = backtest_run(data.bars, g.select('timestamp', 'symbol', 'prediction', *[c for c in g.columns if c.startswith('prob_') and g[c].null_count() < g.height]),
+                             run.config.costs, run.config.backtest, data.calendar, data.freq).returns
+            per.append(r.group_by('symbol').agg(pl.col('net').sort_by('timestamp')).with_columns(
+                pl.col('net').map_elements(lambda x: sharpe(np.asarray(x.to_list()), run.periods_per_year), return_dtype=pl.Float64)))
+        col = pl.concat(per).group_by('symbol').agg(pl.col('net').mean().alias(fam))
+        out = col if out is None else out.join(col, on='symbol', how='full', coalesce=True)
+    return None if out is None else out.sort('symbol')
+
+def head_to_head(table: pl.DataFrame, a: str, b: str) -> dict:
+    "Symbols where family a's net Sharpe beats b's: count, share, and the one-sided sign-test p-value (ties left out)."
+    from scipy.stats import binomtest
+    d = table.select((pl.col(a) - pl.col(b)).alias('d')).drop_nulls()['d'].to_numpy()
+    d = d[d != 0]
+    wins = int((d > 0).sum())
+    return {'a': a, 'b': b, 'symbols': int(d.size), 'a_wins': wins, 'share': wins / d.size if d.size else None,
+            'sign_test_p': float(binomtest(wins, d.size, 0.5, alternative='greater').pvalue) if d.size else None}
+
+def head_to_head_table(run: RunView, table: pl.DataFrame | None = None) -> pl.DataFrame:
+    "Every pair of encoder families (and each family against the best baseline): share of symbols where the first beats the second, with a sign test."
+    table = per_symbol_sharpe(run) if table is None else table
+    if table is None:
+        return pl.DataFrame({'comparison': ['symbol by symbol'], 'note': ['needs several symbols traded one by one (backtest.portfolio: per_symbol)']})
+    order = list(run.config.encoders) + [f"ensemble:{e}" for e in run.config.ensembles]      # as the experiment lists them
+    fams = sorted((f for f in table.columns[1:] if f not in run.baselines), key=lambda f: order.index(f) if f in order else len(order))
+    base = [b for b in run.baselines if b in table.columns]
+    best = max(base, key=lambda b: table[b].mean() or -math.inf) if base else None
+    pairs = [(x, y) for i, x in enumerate(fams) for y in fams[i + 1:]] + ([(x, best) for x in fams] if best else [])
+    rows = [head_to_head(table, x, y) for x, y in pairs]
+    return pl.DataFrame([{'comparison': f"{r['a']} vs {r['b']}", 'symbols': r['symbols'], 'first wins': r['a_wins'],
+                          'share': r['share'], 'sign-test p (one-sided)': r['sign_test_p']} for r in rows],
+                        schema={'comparison': pl.Utf8, 'symbols': pl.Int64, 'first wins': pl.Int64, 'share': pl.Float64, 'sign-test p (one-sided)': pl.Float64})
 
 def deployment_table(run: RunView) -> pl.DataFrame:
     "item, value rows: each family's batch-of-one inference latency (p50 / p99 ms) and the registry state of this run."
