@@ -14,6 +14,7 @@ from yooptx.predictions import PRED_COLUMNS, PRED_SCHEMA, validate_predictions
 from yooptx.synth import planted_signal, random_walk
 
 FITTED = ('ridge', 'logistic', 'lightgbm')
+SERIES = tuple(b for b in BASELINES if b != 'lgbm_ranker')   # lgbm_ranker ranks >= 5 symbols: tests/test_ranking.py
 KEY = ['encoder', 'params_hash', 'seed', 'fold', 'split', 'symbol', 'timestamp']
 
 
@@ -60,7 +61,7 @@ def test_predictions_ignore_bars_after_the_test_block(bars, syn, k):
     assert not syn.labels['fwd_return'][rows].equals(alt.labels['fwd_return'][rows])
     assert not syn.features.filter(pl.col('timestamp') > fold.test_end).equals(alt.features.filter(pl.col('timestamp') > fold.test_end))
     params = {'momentum': {'choose_from': [5, 10, 20]}}
-    for name in BASELINES:
+    for name in SERIES:
         p0 = run_baseline(name, syn, k, seed=3, params=params.get(name))
         p1 = run_baseline(name, alt, k, seed=3, params=params.get(name))
         assert _key_frame(p0).equals(_key_frame(p1)), name
@@ -81,7 +82,7 @@ def test_fit_uses_training_labels_only(syn):
     val_test = _flip_labels(syn, np.concatenate([f.val, f.test]))
     test_only = _flip_labels(syn, f.test)
     train = _flip_labels(syn, f.train)
-    for name in BASELINES:
+    for name in SERIES:
         base = _key_frame(run_baseline(name, syn, k))
         # val labels may choose a hyper-parameter (LightGBM's trees, momentum's k); test labels never matter
         assert base.equals(_key_frame(run_baseline(name, test_only, k))), name
@@ -252,14 +253,14 @@ def test_other_label_kinds_learn(labels):
 # ---------------------------------------------------------------- (d) the frame contract
 
 def test_frame_contract(syn):
-    preds = run_baselines(syn, names=list(BASELINES))
+    preds = run_baselines(syn, names=list(SERIES))
     validate_predictions(preds)
     assert preds.columns == [*PRED_COLUMNS, 'prob_0', 'prob_1']
     for c, t in PRED_SCHEMA.items(): assert preds.schema[c] == t, c
     assert preds.schema['prob_0'] == pl.Float64
     assert preds.select(KEY).is_duplicated().sum() == 0
     assert preds['prediction'].is_finite().all()
-    assert set(preds['encoder'].unique()) == set(BASELINES)
+    assert set(preds['encoder'].unique()) == set(SERIES)
     keys = syn.labels.select('timestamp', 'symbol').with_row_index('row')
     for (name, seed), g in preds.group_by('encoder', 'seed'):
         assert seed in syn.config.seeds
@@ -290,8 +291,8 @@ def test_params_hash_follows_parameters(syn):
 def test_close_only_data():
     b = random_walk(500, seed=3).with_columns(*[pl.lit(None, pl.Float64).alias(c) for c in ('open', 'high', 'low', 'volume')])
     d = prepare({'splits': {'n_folds': 2}, 'features': {'preset': 'close_only_v1'}}, bars=b, calendar='XNYS')
-    preds = run_baselines(d, names=list(BASELINES), seeds=[0])
-    assert preds['prediction'].is_finite().all() and set(preds['encoder']) == set(BASELINES)
+    preds = run_baselines(d, names=list(SERIES), seeds=[0])
+    assert preds['prediction'].is_finite().all() and set(preds['encoder']) == set(SERIES)
 
 
 def test_bad_input_is_a_user_error(syn):

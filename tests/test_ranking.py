@@ -20,7 +20,7 @@ CFG = {'encoders': {'cnn': {'params': {'d_model': 8, 'n_layers': 1, 'window': 8,
 
 
 def test_a_ranking_bakeoff_is_judged_on_its_long_short_book(tmp_path):
-    cfg = load_config(CFG)
+    cfg = load_config(dict(CFG, baselines=['buy_hold', 'momentum', 'ridge', 'lgbm_ranker']))
     data = prepare(cfg, bars=planted_signal(400, n_symbols=8, seed=2, sharpe=3.0), calendar='XNYS')
     run = bakeoff(cfg, data=data, run_dir=tmp_path / 'run', progress=False)
     v = evaluate(run)
@@ -32,6 +32,7 @@ def test_a_ranking_bakeoff_is_judged_on_its_long_short_book(tmp_path):
     assert chk['ranking_icir']['threshold'] == 0.05 and chk['ranking_icir']['passed'] == (rk['icir'] >= 0.05)
     m = json.loads((run / 'metrics.json').read_text())['families']
     assert m['ridge']['icir'] is not None and m['buy_hold']['icir'] is None               # one value per date ranks nothing
+    assert m['lgbm_ranker']['mean_ic'] > 0                                               # LambdaRank learns the planted ranking
     # the candidate's book: every bar's targets sum to zero; quantiles 4 of 8 symbols: 2 long, 2 short
     from yooptx.backtest import run as backtest_run
     p = pl.read_parquet(run / 'predictions.parquet').filter((pl.col('encoder') == 'candidate') & (pl.col('split') == 'test') & (pl.col('seed') == 0))
@@ -104,3 +105,18 @@ def test_symbol_by_symbol_comparison_with_a_sign_test(tmp_path):
     assert sym.height == 5 and {'cnn', 'lstm', 'momentum'} <= set(sym.columns)
     hh = views.head_to_head_table(rv, sym)
     assert hh['comparison'][0] == 'cnn vs lstm' and (hh['symbols'] <= 5).all()
+
+
+def test_the_ranker_never_sees_test_labels():
+    from yooptx.baselines import run_baseline
+    cfg = load_config(dict(CFG, seeds=[0]))
+    d = prepare(cfg, bars=planted_signal(300, n_symbols=6, seed=5, sharpe=3.0), calendar='XNYS')
+    f = d.folds[1]
+    m = np.zeros(d.labels.height, bool); m[f.test] = True
+    flip = pl.Series(m)
+    import dataclasses
+    alt = dataclasses.replace(d, labels=d.labels.with_columns(pl.when(flip).then(-pl.col('fwd_return')).otherwise(pl.col('fwd_return')).alias('fwd_return')))
+    a, b = run_baseline('lgbm_ranker', d, 1)['prediction'], run_baseline('lgbm_ranker', alt, 1)['prediction']
+    assert np.array_equal(a.to_numpy(), b.to_numpy())
+    with pytest.raises(Exception, match='at least 5 symbols'):
+        run_baseline('lgbm_ranker', prepare(cfg, bars=planted_signal(300, n_symbols=2, seed=5), calendar='XNYS'), 1)

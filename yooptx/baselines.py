@@ -24,7 +24,8 @@ __all__ = ['CLASSES', 'BASELINE_REGISTRY', 'BASELINES', 'BASELINE_DIR', 'Baselin
            'MeanReversionParams', 'RidgeParams', 'LogisticParams', 'LightGBMParams', 'label_classes', 'get_fold',
            'fold_rows', 'prediction_frame', 'Baseline', 'BuyHold', 'Persistence', 'MeanReversion', 'Momentum',
            'design_matrix', 'FeatureBaseline', 'RidgeBaseline', 'LogisticBaseline', 'LightGBMBaseline',
-           'baseline_params', 'build_baseline', 'run_baseline', 'run_baselines', 'baseline_trial', 'score']
+           'LGBMRankerParams', 'LGBMRanker', 'baseline_params', 'build_baseline', 'run_baseline', 'run_baselines',
+           'baseline_trial', 'score']
 
 # %% ../nbs/43_baselines.ipynb #84ad0487
 class BaselineError(UserError):
@@ -306,9 +307,53 @@ class LightGBMBaseline(FeatureBaseline):
         return _expected(P, classes)
 
 # %% ../nbs/43_baselines.ipynb #944e6de0
+@dataclass
+class LGBMRankerParams(LightGBMParams):
+    "LambdaRank over each date's symbols."
+    grades: int = 5                         # relevance levels: quantiles of the forward return within each date
+
+class LGBMRanker(FeatureBaseline):
+    "LightGBM LambdaRank: each date's symbols one query, relevance = forward-return grade within the date; prediction = the score."
+    name = 'lgbm_ranker'; Params = LGBMRankerParams
+    @property
+    def stochastic(self) -> bool: return self.params.subsample < 1 or self.params.colsample < 1
+    def _queries(self, data, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        "(rows sorted by date, relevance grades, query sizes) over the dates with two or more labelled symbols."
+        t = data.labels['timestamp'][rows].to_numpy()
+        o = np.argsort(t, kind='stable'); rows, t = rows[o], t[o]
+        lab = pl.DataFrame({'t': t, 'y': data.labels['fwd_return'][rows].cast(pl.Float64).to_numpy()})
+        lab = lab.with_columns(n=pl.len().over('t'), r=pl.col('y').rank('ordinal').over('t'))
+        keep = (lab['n'] >= 2).to_numpy()
+        g = ((lab['r'] - 1) * self.params.grades // lab['n']).cast(pl.Int32).to_numpy()
+        rows, g, t = rows[keep], g[keep], t[keep]
+        sizes = np.diff(np.r_[0, np.flatnonzero(t[1:] != t[:-1]) + 1, t.size]) if t.size else np.zeros(0, np.int64)
+        return rows, g, sizes
+    def predict_fold(self, data, fold, seed):
+        import lightgbm as lgb
+        p, f = self.params, get_fold(data, fold)
+        if data.bars['symbol'].n_unique() < 5:
+            raise BaselineError(f"baseline 'lgbm_ranker' ranks the symbols of each date: it needs at least 5 symbols, the data have "
+                                f"{data.bars['symbol'].n_unique()}; drop it from baselines:")
+        X = design_matrix(data, fold)
+        tr, gt, st = self._queries(data, _fit_rows(data, f.train, 'fwd_return'))
+        _need_rows(self.name, fold, tr, 2)
+        cfg = dict(objective='lambdarank', learning_rate=p.learning_rate, num_leaves=p.num_leaves, min_data_in_leaf=p.min_child_samples,
+                   bagging_fraction=p.subsample, bagging_freq=1 if p.subsample < 1 else 0, feature_fraction=p.colsample,
+                   lambda_l2=p.reg_lambda, num_threads=p.num_threads, seed=int(seed), deterministic=True, force_row_wise=True,
+                   label_gain=list(range(p.grades)), verbosity=-1)
+        dtrain = lgb.Dataset(X[tr], gt, group=st, free_raw_data=False, params={'verbosity': -1})
+        kw = {}
+        va, gv, sv = self._queries(data, _fit_rows(data, f.val, 'fwd_return'))
+        if p.early_stopping and len(va):
+            kw = dict(valid_sets=[lgb.Dataset(X[va], gv, group=sv, reference=dtrain)],
+                      callbacks=[lgb.early_stopping(p.early_stopping, verbose=False)])
+        booster = lgb.train(cfg, dtrain, num_boost_round=p.n_estimators, **kw)
+        return booster.predict(X[fold_rows(data, fold)[0]], num_iteration=booster.best_iteration or None), {}
+
+# %% ../nbs/43_baselines.ipynb #e8895238
 BASELINE_REGISTRY: dict[str, tuple[type[Baseline], type]] = {
     c.name: (c, c.Params)
-    for c in (BuyHold, Momentum, Persistence, MeanReversion, RidgeBaseline, LogisticBaseline, LightGBMBaseline)
+    for c in (BuyHold, Momentum, Persistence, MeanReversion, RidgeBaseline, LogisticBaseline, LightGBMBaseline, LGBMRanker)
 }
 BASELINES = tuple(BASELINE_REGISTRY)
 
