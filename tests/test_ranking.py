@@ -39,6 +39,19 @@ def test_a_ranking_bakeoff_is_judged_on_its_long_short_book(tmp_path):
     r = backtest_run(data.bars, p.select('timestamp', 'symbol', 'prediction'), cfg.costs, cfg.backtest, data.calendar, data.freq)
     per = r.returns.group_by('timestamp').agg(pl.col('target').sum().alias('net'), (pl.col('target') > 0).sum().alias('longs'))
     assert per['net'].abs().max() == 0 and set(per['longs'].to_list()) <= {0, 2}
+    # the submission file (competition layout) scores as the verdict's competition score against the realized returns
+    from conftest import run_cli
+    rc, out, err = run_cli('submission', str(run), '--out', str(tmp_path / 'sub.csv'))
+    assert rc == 0, err
+    sub = pl.read_csv(tmp_path / 'sub.csv')
+    assert sub.columns[:2] == ['date_id', 'timestamp'] and sub.width == 2 + 8 and sub['date_id'].is_sorted()
+    sol = (data.labels.select('timestamp', 'symbol', 'fwd_return').pivot(on='symbol', index='timestamp', values='fwd_return', sort_columns=True)
+           .with_columns(pl.col('timestamp').cast(pl.Utf8)))
+    sol = sub.select('date_id', pl.col('timestamp').cast(pl.Utf8)).join(
+        sol.with_columns(pl.col('timestamp').str.slice(0, 10)).rename({'timestamp': 'day'}),
+        left_on=pl.col('timestamp').str.slice(0, 10), right_on='day', how='left').select('date_id', *sub.columns[2:])
+    keep = sol.select(pl.sum_horizontal(pl.exclude('date_id').is_not_null()) >= 2).to_series()   # the last date's return is unknown
+    assert abs(competition_score(sol.filter(keep), sub.drop('timestamp').filter(keep)) - rk['competition_score']) < 1e-9
 
 
 def _official(solution: pd.DataFrame, submission: pd.DataFrame) -> float:

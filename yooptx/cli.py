@@ -11,8 +11,8 @@ from .bars import FREQ_MINUTES
 
 # %% auto #0
 __all__ = ['cmd_data_list', 'cmd_data_ingest', 'cmd_data_check', 'cmd_data_resample', 'cmd_bakeoff', 'cmd_gate', 'cmd_track',
-           'cmd_replay', 'cmd_halt', 'cmd_registry', 'cmd_predict', 'cmd_demo', 'cmd_run', 'build_parser', 'Terminated',
-           'main']
+           'cmd_replay', 'cmd_submission', 'cmd_halt', 'cmd_registry', 'cmd_predict', 'cmd_demo', 'cmd_run',
+           'build_parser', 'Terminated', 'main']
 
 # %% ../nbs/31_cli.ipynb #6a6f82ea
 def _fmt_symbols(s: list[str]) -> str:
@@ -182,6 +182,20 @@ def cmd_replay(args) -> int:
         print("yooptx: PARITY FAILED: the live loop traded differently from the batch backtest: something the batch features or "
               "predictions used was not known at the bar (look-ahead), or the run's files were changed", file=sys.stderr)
         return 1
+    return 0
+
+def cmd_submission(args) -> int:
+    from pathlib import Path
+    from yooptx.core import atomic_write
+    from yooptx.runs import resolve_run
+    from yooptx.ranking import submission_frame
+    df = submission_frame(resolve_run(args.run_dir), args.family, args.split)
+    out = Path(args.out)
+    if out.suffix not in ('.csv', '.parquet'): raise UserError(f"--out {out}: give a .csv or .parquet file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, writer=lambda tmp: df.write_csv(tmp) if out.suffix == '.csv' else df.write_parquet(tmp))
+    print(f"wrote {out}: {df.height} date(s) x {df.width - 2} target(s) ({args.family}, {args.split} rows, "
+          f"{df['timestamp'].min()} .. {df['timestamp'].max()})")
     return 0
 
 def cmd_halt(args) -> int:
@@ -399,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--no-supervisor', dest='supervisor', action='store_false', help='no safety supervisor')
     q.add_argument('--quiet', action='store_true', help='no progress bar')
     q.set_defaults(func=cmd_replay)
+    q = sub.add_parser('submission', help="a run's predictions in the competition layout: date_id, timestamp, one column per target")
+    q.add_argument('run_dir', metavar='RUN_DIR', nargs='?', default='', help='a finished run (default: the latest)')
+    q.add_argument('--out', required=True, help='.csv or .parquet file')
+    q.add_argument('--family', default='candidate', help="'candidate' (default) or one of the run's families")
+    q.add_argument('--split', default='test', choices=['test', 'val'])
+    q.set_defaults(func=cmd_submission)
     for name, what in (('halt', 'flatten at the next fill and stop trading'), ('resume', 'lift a halt')):
         q = sub.add_parser(name, help=f"kill switch: {what} in the replays reading TARGET (a run or replay folder)")
         q.add_argument('target', metavar='RUN_OR_REPLAY')

@@ -11,7 +11,7 @@ from .core import UserError
 
 # %% auto #0
 __all__ = ['MIN_ASSETS', 'RankingError', 'daily_ic', 'newey_west_t', 'ic_summary', 'top_k_precision', 'quantile_returns',
-           'quantile_spread', 'competition_score', 'long_short_positions', 'ranking_report']
+           'quantile_spread', 'competition_score', 'long_short_positions', 'ranking_report', 'submission_frame']
 
 # %% ../nbs/18_ranking.ipynb #2d094303
 MIN_ASSETS = 5          # a panel narrower than this cannot be judged as a ranking
@@ -168,3 +168,27 @@ def ranking_report(preds: pl.DataFrame,          # test predictions (timestamp, 
     try: out['competition_score'], out['competition_note'] = competition_score(sol.filter(keep), sub.filter(keep)), None
     except RankingError as e: out['competition_score'], out['competition_note'] = None, str(e)
     return out
+
+# %% ../nbs/18_ranking.ipynb #14d91938
+def submission_frame(run_dir, family: str = 'candidate', split: str = 'test') -> pl.DataFrame:
+    "date_id, timestamp and one column per symbol: `family`'s seed-averaged predictions of the run's `split` rows."
+    import json
+    from pathlib import Path
+    run = Path(run_dir)
+    sel_p, pred_p = run / 'selection.json', run / 'predictions.parquet'
+    if not sel_p.exists() or not pred_p.exists(): raise RankingError(f"{run} is not a finished bake-off (no selection.json / predictions.parquet)")
+    sel = json.loads(sel_p.read_text())
+    fams = sel.get('families', {})
+    h = sel.get('candidate_params_hash') if family == 'candidate' else fams.get(family, {}).get('params_hash')
+    if h is None: raise RankingError(f"family {family!r} has no selected configuration in {run.name}; known: candidate, {', '.join(fams)}")
+    p = (pl.scan_parquet(pred_p).filter((pl.col('encoder') == family) & (pl.col('params_hash') == h) & (pl.col('split') == split))
+         .group_by('timestamp', 'symbol').agg(pl.col('prediction').mean()).collect())
+    if not p.height: raise RankingError(f"{family!r} has no {split!r} predictions in {run.name}")
+    flat = p.group_by('timestamp').agg(pl.col('prediction').std(ddof=0).alias('sd'), pl.len().alias('n')).filter((pl.col('n') > 1) & (pl.col('sd') == 0))
+    if flat.height:
+        raise RankingError(f"{family!r} predicts one value for every symbol on {flat.height} date(s) (first {flat.sort('timestamp')['timestamp'][0]}): "
+                           f"the competition's metric cannot rank them; submit another family (--family)")
+    dates = pl.read_parquet(run / 'bars.parquet', columns=['timestamp']) if (run / 'bars.parquet').exists() else p.select('timestamp')
+    ids = dates.unique().sort('timestamp').with_row_index('date_id').with_columns(pl.col('date_id').cast(pl.Int64))
+    w = p.pivot(on='symbol', index='timestamp', values='prediction', sort_columns=True)
+    return ids.join(w, on='timestamp', how='inner').sort('date_id')
