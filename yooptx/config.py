@@ -115,7 +115,19 @@ class DataConfig:
     end: Optional[str] = None         # ISO date/time, exclusive
     freq: Optional[Literal['1m', '5m', '15m', '30m', '1h', '1D']] = None  # resample to this bar size first
     adjust: Literal['raw', 'auto', 'adj_close'] = 'raw'  # prices for features, labels and the backtest: raw, adjusted close where the set has one (auto: else detected splits), or adj_close (required)
+    targets: Optional[list] = None    # spread targets instead of the symbols: [{name, a, b}] = log price of a minus b (b optional: a alone);
+                                      # each becomes a close-only series of its own, present where both legs have a bar
     def validate(self, where):
+        if self.targets is not None:
+            if not isinstance(self.targets, list) or not self.targets:
+                raise ConfigError(f"{where}.targets: a list of {{name, a, b}} entries, e.g. [{{name: spy_tlt, a: SPY, b: TLT}}]")
+            names = []
+            for i, t in enumerate(self.targets):
+                if not isinstance(t, dict) or 'a' not in t or set(t) - {'name', 'a', 'b'}:
+                    raise ConfigError(f"{where}.targets[{i}]: {short_repr(t)}: give a (and optionally b, name), e.g. {{name: spy_tlt, a: SPY, b: TLT}}")
+                names.append(str(t.get('name') or (f"{t['a']}-{t['b']}" if t.get('b') else t['a'])))
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup: raise ConfigError(f"{where}.targets: the name(s) {', '.join(dup)} are used twice; give each target its own name")
         for k in ('start', 'end'):
             v = getattr(self, k)
             if v is not None:

@@ -16,7 +16,7 @@ from .labels import label_horizon, make_labels_from_config
 from .splits import Fold, walk_forward_from_config
 
 # %% auto #0
-__all__ = ['ExperimentData', 'check_features_config', 'prepare']
+__all__ = ['ExperimentData', 'check_features_config', 'target_names', 'spread_bars', 'prepare']
 
 # %% ../nbs/15_experiment.ipynb #dd636418
 @dataclass
@@ -102,6 +102,29 @@ def check_features_config(cfg: ExperimentConfig, bars: pl.DataFrame, freq: str |
                              "or fusion encoder can use tokenizer: chronos or sax with features.preset=price_action_close_v1)"
                              if any(FEATURES[n].family == 'price_action' for n in need) else ''))
 
+def target_names(targets: list[dict]) -> list[str]:
+    "The names of `data.targets` entries (a-b, or a alone, when not given)."
+    return [str(t.get('name') or (f"{t['a']}-{t['b']}" if t.get('b') else t['a'])) for t in targets]
+
+def spread_bars(bars: pl.DataFrame, targets: list[dict]) -> pl.DataFrame:
+    """Close-only bars of spread targets: symbol = the target's name, close = exp(log close of a - log close of b) (a alone
+    without b), at the times both legs have a bar — a leg without a bar masks the target there, nothing is filled."""
+    have = set(bars['symbol'].unique().to_list())
+    miss = sorted({str(t[k]) for t in targets for k in ('a', 'b') if t.get(k) and str(t[k]) not in have})
+    if miss:
+        raise ConfigError(f"data.targets name asset(s) {', '.join(miss)} that the data do not have; its symbols: "
+                          f"{', '.join(sorted(have)[:30])}{' …' if len(have) > 30 else ''}")
+    lc = bars.filter(pl.col('close') > 0).select('timestamp', 'symbol', pl.col('close').cast(pl.Float64).log().alias('lc'))
+    leg = lambda sym, col: lc.filter(pl.col('symbol') == str(sym)).select('timestamp', pl.col('lc').alias(col))
+    out = []
+    for name, t in zip(target_names(targets), targets):
+        j = leg(t['a'], 'la')
+        j = j.join(leg(t['b'], 'lb'), on='timestamp', how='inner').select('timestamp', (pl.col('la') - pl.col('lb')).alias('v')) if t.get('b') \
+            else j.rename({'la': 'v'})
+        out.append(j.select('timestamp', pl.lit(name).alias('symbol'), *[pl.lit(None, pl.Float64).alias(c) for c in ('open', 'high', 'low')],
+                            pl.col('v').exp().alias('close'), pl.lit(None, pl.Float64).alias('volume')))
+    return pl.concat(out).sort('symbol', 'timestamp')
+
 def prepare(config: ExperimentConfig | dict | str | None = None,  # config object, mapping, YAML path or packaged name
             bars: pl.DataFrame | None = None,   # use these bars instead of the config's catalog data set
             calendar: str | None = None,        # calendar of `bars` (default '24/7'); ignored for catalog data
@@ -121,6 +144,11 @@ def prepare(config: ExperimentConfig | dict | str | None = None,  # config objec
         validate_bars(bars)
         freq, calendar, dataset = freq or infer_freq(bars['timestamp']), calendar or '24/7', 'given'
     if bars.height == 0: raise UserError(f"data set {dataset!r} has no bars in the selected range (data.start/data.end/data.symbols)")
+    if cfg.data.targets and not 1 <= cfg.labels.horizon <= 4:
+        raise ConfigError(f"labels.horizon={cfg.labels.horizon}: with data.targets it is the lag of the spread targets, 1 to 4 bars "
+                          f"(the competition's lag groups); run one experiment per lag (--set labels.horizon=2)")
+    if cfg.data.targets and not set(target_names(cfg.data.targets)) <= set(bars['symbol'].unique().to_list()):
+        bars = spread_bars(bars, cfg.data.targets)          # spread targets replace the symbols (a run's saved bars already are them)
     check_features_config(cfg, bars, freq, catalog)
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter('always')
