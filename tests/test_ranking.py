@@ -133,3 +133,26 @@ def test_the_ranker_never_sees_test_labels():
     assert np.array_equal(a.to_numpy(), b.to_numpy())
     with pytest.raises(Exception, match='at least 5 symbols'):
         run_baseline('lgbm_ranker', prepare(cfg, bars=planted_signal(300, n_symbols=2, seed=5), calendar='XNYS'), 1)
+
+
+def test_spread_targets_are_ranked_like_symbols(tmp_path):
+    from yooptx.core import ConfigError
+    from yooptx.ranking import submission_frame
+    legs = planted_signal(300, n_symbols=6, seed=6, sharpe=3.0)
+    targets = [{'name': f's{i}_s{j}', 'a': f'SYN{i}', 'b': f'SYN{j}'} for i, j in ((0, 1), (2, 3), (4, 5), (1, 2), (3, 4))] + [{'a': 'SYN0'}]
+    cfg = load_config(dict(CFG, data={'name': 'given', 'targets': targets}, seeds=[0], baselines=['momentum'],
+                           train={'loss': 'rank', 'batching': 'cross_section', 'batch_size': 36}))
+    data = prepare(cfg, bars=legs, calendar='XNYS')
+    assert data.symbols == sorted(['s0_s1', 's2_s3', 's4_s5', 's1_s2', 's3_s4', 'SYN0'])
+    b = data.bars.filter(pl.col('symbol') == 's0_s1').head(3)['close'].to_numpy()
+    l0, l1 = (legs.filter(pl.col('symbol') == s).head(3)['close'].to_numpy() for s in ('SYN0', 'SYN1'))
+    assert np.allclose(b, l0 / l1)
+    run = bakeoff(cfg, data=data, run_dir=tmp_path / 'run', progress=False)
+    assert evaluate(run)['ranking']['n_dates'] > 50
+    assert submission_frame(run).columns[2:] == sorted(data.symbols)
+    with pytest.raises(ConfigError, match='name asset'):
+        prepare(load_config(dict(CFG, data={'name': 'given', 'targets': [{'a': 'SYN0', 'b': 'NOPE'}]})), bars=legs, calendar='XNYS')
+    with pytest.raises(ConfigError, match='1 to 4 bars'):
+        prepare(load_config(dict(CFG, data={'name': 'given', 'targets': targets}, labels={'horizon': 5})), bars=legs, calendar='XNYS')
+    with pytest.raises(ConfigError, match='used twice'):
+        load_config(dict(CFG, data={'name': 'given', 'targets': [{'a': 'SYN0'}, {'a': 'SYN0'}]}))
