@@ -36,7 +36,11 @@ def tokenize_config(dataset: str = 'btc_15m', tokenizer: str = 'brooks', min_cou
                     seed: int = 0, fusion: bool = True):
     "The experiment of a new token report run: `dataset` with the price-action features, bert (pretrained and not), fusion, baselines."
     from yooptx.data import DataCatalog
-    close_only = bool(DataCatalog().info(dataset).get('close_only')) or tokenizer in ('chronos', 'sax')
+    close_only = bool(DataCatalog().info(dataset).get('close_only'))
+    if close_only and tokenizer.startswith('brooks'):
+        raise UserError(f"data set {dataset!r} is close-only: the {tokenizer} tokenizer reads open/high/low/close bars; "
+                        f"use -p tokenizer chronos or -p tokenizer sax (closes only), or a data set with OHLC bars")
+    close_only = close_only or tokenizer in ('chronos', 'sax')
     p = {**BERT, 'tokenizer': tokenizer, 'min_count': int(min_count), 'mlm_epochs': int(mlm_epochs)}
     enc = {'bert': {'params': p, 'grid': {'pretrained': [True, False]}}}
     if fusion: enc['fusion'] = {'params': {**p, 'numeric': 'lstm'}}
