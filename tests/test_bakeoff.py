@@ -84,6 +84,7 @@ def test_cli_bakeoff_then_gate(home, tmp_path):
     assert rc == 0, err
     assert 'tracking skipped: cannot reach the tracking store http://127.0.0.1:9' in err
     run = Path(out.strip().splitlines()[-2].split('run folder: ')[1])
+    assert 'net Sharpe' in out and '★' in out and 'candidate: cnn' in out       # the leaderboard: every family on test, the candidate marked
     assert run.parent == home / 'runs' and (run / 'ledger.parquet').exists()
     rc, out, err = run_cli('gate', run, env_extra=track)       # the default store: sqlite under $YOOPTX_HOME
     assert rc == 0, err

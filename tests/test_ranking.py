@@ -43,6 +43,8 @@ def test_a_ranking_bakeoff_is_judged_on_its_long_short_book(tmp_path):
     from conftest import run_cli
     rc, out, err = run_cli('submission', str(run), '--out', str(tmp_path / 'sub.csv'))
     assert rc == 0, err
+    rc, out, err = run_cli('gate', str(run), '--strict')                 # a CI job blocks on NO-GO: exit 3
+    assert rc == (0 if v['verdict'] == 'GO' else 3) and 'ranking_icir' in out, (rc, err[-500:])
     sub = pl.read_csv(tmp_path / 'sub.csv')
     assert sub.columns[:2] == ['date_id', 'timestamp'] and sub.width == 2 + 8 and sub['date_id'].is_sorted()
     sol = (data.labels.select('timestamp', 'symbol', 'fwd_return').pivot(on='symbol', index='timestamp', values='fwd_return', sort_columns=True)

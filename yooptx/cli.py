@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_cli.ipynb #995c4545
 from __future__ import annotations
-import argparse, json, logging, signal, sys, time, traceback, warnings
+import argparse, json, logging, math, signal, sys, time, traceback, warnings
 import polars as pl
 from .core import UserError
 from .bars import FREQ_MINUTES
@@ -122,6 +122,7 @@ def cmd_bakeoff(args) -> int:
     run = bakeoff(cfg, run_dir=args.run, jobs=args.jobs, threads=args.threads, progress=not args.quiet, **_track_args(args))
     sel = json.loads((run / 'selection.json').read_text())
     print(f"bake-off finished in {time.time() - t0:.0f}s; candidate (chosen on validation folds): {sel['candidate_label']}")
+    if sel.get('candidate') is not None: _leaderboard(run, sel)
     print(f"run folder: {run}")
     if sel.get('candidate') is None:          # nothing to judge: say why and fail, so scripts notice
         led = pl.read_parquet(run / 'ledger.parquet')
@@ -132,6 +133,28 @@ def cmd_bakeoff(args) -> int:
         return 1
     print(f"next: yooptx gate {run}")
     return 0
+
+def _leaderboard(run, sel: dict) -> None:
+    "Every family's and baseline's test numbers (seed-averaged, net of costs), best first, the candidate marked: a rich table on stdout."
+    from rich.console import Console
+    from rich.table import Table
+    met = json.loads((run / 'metrics.json').read_text()).get('families', {}) if (run / 'metrics.json').exists() else {}
+    if not met: return
+    base = set(sel.get('baselines', []))
+    ranking = any('icir' in m for m in met.values())
+    t = Table(title='test folds, net of costs, seeds averaged', title_justify='left')
+    for c in ('', 'family', 'net Sharpe', 'total return', 'max drawdown', 'turnover / yr', *(['ICIR'] if ranking else [])):
+        t.add_column(c, justify='left' if c in ('', 'family') else 'right')
+    f = lambda x, fmt: '—' if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
+    rows = sorted(met.items(), key=lambda kv: -(kv[1].get('test', {}).get('sharpe') if kv[1].get('test', {}).get('sharpe') is not None else -1e9))
+    for name, m in rows:
+        te = m.get('test', {})
+        label = f"candidate: {sel.get('candidate_label')}" if name == 'candidate' else name
+        t.add_row('★' if name == 'candidate' else ('·' if name in base else ''), label, f(te.get('sharpe'), '{:.2f}'),
+                  f(te.get('total_return'), '{:.1%}'), f(te.get('max_drawdown'), '{:.1%}'), f(te.get('turnover'), '{:.1f}'),
+                  *([f(m.get('icir'), '{:.3f}')] if ranking else []))
+    Console(width=max(100, min(160, Console().width))).print(t)
+    print("(★ the walk-forward candidate the gate judges; · baselines)")
 
 def _track_args(args) -> dict:
     "bakeoff()'s tracking keywords from --no-track / --tracking-uri."
@@ -153,7 +176,7 @@ def cmd_gate(args) -> int:
     else:
         print(verdict_text(v))
         print(f"\nverdict: {Path(args.run_dir) / 'verdict.json'}")
-    return 0
+    return 3 if args.strict and v['verdict'] != 'GO' else 0
 
 def cmd_track(args) -> int:
     from yooptx.runs import resolve_run
@@ -373,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser('gate', help='the go/no-go verdict on a bake-off run folder (writes verdict.json)')
     q.add_argument('run_dir', metavar='RUN_DIR')
     q.add_argument('--json', action='store_true')
+    q.add_argument('--strict', action='store_true', help='exit 3 on NO-GO (for a CI job that must block on the verdict)')
     track_opts(q)
     q.set_defaults(func=cmd_gate)
     reg = sub.add_parser('registry', help='register, promote (only through the gate), roll back and list model versions (MLflow)')
