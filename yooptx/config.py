@@ -192,8 +192,6 @@ class TrainConfig:
     "How every encoder is trained: one training path, the same defaults for all (an encoder's `params`/`grid` may override any key)."
     window: int = 64                  # bars per input window (ending at, and including, the decision bar)
     batch_size: int = 64
-    batching: Literal['shuffle', 'cross_section'] = 'shuffle'   # cross_section: training batches of whole dates (every symbol of a
-                                      # date together, up to batch_size windows; a larger date alone) so a rank loss compares real pairs
     lr: float = 1e-3                  # AdamW peak learning rate
     weight_decay: float = 0.01        # AdamW decay (not applied to norms and biases)
     loss: Literal['auto', 'cross_entropy', 'focal', 'huber', 'mse', 'quantile', 'rank', 'sharpe'] = 'auto'  # auto: cross_entropy for class labels, huber for returns
@@ -213,6 +211,8 @@ class TrainConfig:
     per_symbol: bool = False          # normalizer statistics per symbol (else pooled)
     swa: bool = False                 # stochastic weight averaging over the last epochs
     num_workers: int = 0              # DataLoader worker processes
+    batching: Literal['shuffle', 'cross_section'] = 'shuffle'   # cross_section: training batches of whole dates (every symbol of a
+                                      # date together, up to batch_size windows; a larger date alone) so a rank loss compares real pairs
     def validate(self, where):
         if self.window < 1: raise ConfigError(f"{where}.window: must be >= 1, got {self.window}")
         if self.batch_size < 1: raise ConfigError(f"{where}.batch_size: must be >= 1, got {self.batch_size}")
