@@ -114,7 +114,7 @@ def test_old_train_path_reaches_every_piece():
 
 
 @pytest.mark.parametrize('override,needle', [
-    ('labels.horizons=[1,5]', 'labels.horizons: multi-horizon labels are not wired into training yet'),
+    ('labels.horizons=[1,5]', 'they need labels.kind forward_return (now direction)'),
     ('encoders.gpt={}', "unknown encoder 'gpt'; known encoders: manual"),
 ])
 def test_bakeoff_refuses_at_plan_time_writing_nothing(home, override, needle):

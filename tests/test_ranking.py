@@ -158,3 +158,15 @@ def test_spread_targets_are_ranked_like_symbols(tmp_path):
         prepare(load_config(dict(CFG, data={'name': 'given', 'targets': targets}, labels={'horizon': 5})), bars=legs, calendar='XNYS')
     with pytest.raises(ConfigError, match='used twice'):
         load_config(dict(CFG, data={'name': 'given', 'targets': [{'a': 'SYN0'}, {'a': 'SYN0'}]}))
+
+
+def test_one_head_per_lag_and_an_ic_per_lag(tmp_path):
+    cfg = load_config(dict(CFG, labels={'kind': 'forward_return', 'horizon': 1, 'horizons': [1, 2, 3]}, seeds=[0], baselines=['momentum'],
+                           encoders={'cnn': CFG['encoders']['cnn']}))
+    data = prepare(cfg, bars=planted_signal(300, n_symbols=6, seed=8, sharpe=3.0), calendar='XNYS')
+    run = bakeoff(cfg, data=data, run_dir=tmp_path / 'run', progress=False)
+    p = pl.read_parquet(run / 'predictions.parquet').filter(pl.col('encoder') == 'cnn')
+    assert {'pred_h1', 'pred_h2', 'pred_h3', 'label_h2', 'label_h3'} <= set(p.columns)
+    assert (p['prediction'] == p['pred_h1']).all() and not (p['pred_h2'] == p['pred_h1']).all()   # the first lag is traded
+    v = evaluate(run)
+    assert set(v['ranking']['by_lag']) == {1, 2, 3} and all(x['n_dates'] > 50 for x in v['ranking']['by_lag'].values())

@@ -305,7 +305,8 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
         from yooptx.ranking import ranking_report
         pr = pl.read_parquet(run / 'predictions.parquet').filter((pl.col('encoder') == name) & (pl.col('params_hash') == ch) & (pl.col('split') == 'test'))
         from yooptx.ranking import RankingError
-        try: rank = ranking_report(pr.select('timestamp', 'symbol', 'prediction', 'fwd_return'), cfg.backtest.quantiles, label_horizon(cfg.labels))
+        keep = ['timestamp', 'symbol', 'prediction', 'fwd_return', *[c for c in pr.columns if c.startswith(('pred_h', 'label_h'))]]
+        try: rank = ranking_report(pr.select(keep), cfg.backtest.quantiles, label_horizon(cfg.labels))
         except RankingError as e: rank = {'icir': None, 'note': str(e)}      # e.g. a candidate that predicts one value per date ranks nothing
     checks = gate_checks(
         c['net'].to_numpy(),

@@ -258,4 +258,10 @@ def make_labels_from_config(bars: pl.DataFrame, cfg: LabelsConfig) -> pl.DataFra
     if cfg.kind in ('three_class', 'triple_barrier') and not (cfg.threshold or cfg.dead_band or cfg.vol_k):
         raise LabelError(f"labels.kind: {cfg.kind} needs a threshold: set labels.threshold to a log return such as 0.005, "
                          f"or labels.vol_k (e.g. 1.0) for one scaled by the past volatility")
-    return make_labels(bars, cfg.kind, cfg.horizon, dead_band=cfg.dead_band, **extra)
+    out = make_labels(bars, cfg.kind, cfg.horizon, dead_band=cfg.dead_band, **extra)
+    if cfg.horizons is not None:
+        if cfg.horizon not in cfg.horizons:
+            raise LabelError(f"labels.horizon={cfg.horizon} must be one of labels.horizons {list(cfg.horizons)}: it is the horizon traded "
+                             f"(the others are learned beside it, one head each)")
+        out = out.with_columns(pl.col(f'label_h{cfg.horizon}').alias('label'))   # the traded horizon under the usual name
+    return out

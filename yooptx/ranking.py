@@ -152,9 +152,15 @@ def long_short_positions(signals: pl.DataFrame, q: int = 5, date: str = 'timesta
 def ranking_report(preds: pl.DataFrame,          # test predictions (timestamp, symbol, prediction, fwd_return); seeds averaged first
                    q: int = 5, horizon: int = 1) -> dict:
     "IC summary, top-k precision (k = symbols / q), the Q1..Qq returns and spread, and the competition's score, on realized forward returns."
-    p = (preds.group_by('timestamp', 'symbol').agg(pl.col('prediction').mean(), pl.col('fwd_return').first())
+    lags = sorted(int(c[6:]) for c in preds.columns if c.startswith('pred_h') and f'label_h{c[6:]}' in preds.columns
+                  and preds[c].null_count() < preds.height)
+    p = (preds.group_by('timestamp', 'symbol').agg(pl.col('prediction').mean(), pl.col('fwd_return').first(),
+                                                   *[pl.col(f'pred_h{k}').mean() for k in lags], *[pl.col(f'label_h{k}').first() for k in lags])
          .rename({'fwd_return': 'target'}).sort('timestamp', 'symbol'))
     out = ic_summary(daily_ic(p), horizon)
+    if lags:   # a multi-horizon model: each lag's prediction against that lag's realized return (the per-lag heads)
+        out['by_lag'] = {k: {x: v for x, v in ic_summary(daily_ic(p, pred=f'pred_h{k}', target=f'label_h{k}'), k).items()
+                             if x in ('n_dates', 'mean_ic', 'icir', 'ic_t_hac')} for k in lags}
     n = p['symbol'].n_unique()
     k = max(1, n // q)
     try: out['top_k_precision'], out['top_k'] = top_k_precision(p, k), k

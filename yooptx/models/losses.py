@@ -75,14 +75,24 @@ def cross_entropy(logits: Tensor, target: Tensor, weight: Tensor | None = None, 
     return focal_loss(logits, target, 0.0, weight, label_smoothing)
 
 # %% ../../nbs/models/23_losses.ipynb #2bb990b2
+def _pair(pred: Tensor, target: Tensor, what: str) -> tuple[Tensor, Tensor]:
+    "(prediction, target) of the same shape: (batch,), or (batch, horizons) for a multi-horizon head (one output per lag)."
+    if pred.dim() == 2 and pred.shape[1] > 1:
+        t = target.float().reshape(pred.shape[0], -1)
+        if t.shape != pred.shape: raise LossError(f"{what}: {pred.shape[1]} outputs per row but targets of shape {tuple(target.shape)}")
+        return pred.float(), t
+    return _flat(pred, what), target.float().reshape(-1)
+
 def huber_loss(pred: Tensor, target: Tensor, delta: float = 1.0) -> Tensor:
-    "Huber loss with threshold `delta` (mean over the batch)."
+    "Huber loss with threshold `delta` (mean over the batch, and over the horizons of a multi-horizon head)."
     if not delta > 0: raise LossError(f"huber delta must be > 0, got {delta}")
-    return F.huber_loss(_flat(pred, 'huber'), target.float().reshape(-1), delta=float(delta))
+    p, t = _pair(pred, target, 'huber')
+    return F.huber_loss(p, t, delta=float(delta))
 
 def mse_loss(pred: Tensor, target: Tensor) -> Tensor:
-    "Mean squared error."
-    return F.mse_loss(_flat(pred, 'mse'), target.float().reshape(-1))
+    "Mean squared error (over the horizons too, for a multi-horizon head)."
+    p, t = _pair(pred, target, 'mse')
+    return F.mse_loss(p, t)
 
 def quantile_loss(pred: Tensor,                   # (batch, n_quantiles)
                   target: Tensor,                 # (batch,)
@@ -147,6 +157,7 @@ class Loss(nn.Module):
         "The trading signal of a head output: expected direction (classes), median quantile, or the regression value."
         if self.head == 'classification': return expected_direction(output)
         if self.head == 'quantile': return output[:, int(np.argmin([abs(q - 0.5) for q in self.quantiles]))].float()
+        if output.dim() == 2 and output.shape[1] > 1: return output[:, 0].float()     # multi-horizon: the traded (first) horizon
         return _flat(output, self.name)
 
     def forward(

@@ -873,6 +873,8 @@ def ranking_table(run: RunView) -> pl.DataFrame:
             (f"Q{q} - Q1 spread (per bar)", f(rk.get('spread_mean'), 5), 'mean forward return of the top prediction quantile minus the bottom one'),
             ('competition score', f(rk.get('competition_score')), rk.get('competition_note') or 'rank-correlation Sharpe of the 2025 commodity competition (ICs, ddof 0)')]
     rows += [(f"Q{k} mean forward return", f(v, 5), '') for k, v in sorted(qm.items(), key=lambda kv: int(kv[0]))]
+    rows += [(f"lag {k}: mean IC / ICIR", f"{f(b.get('mean_ic'))} / {f(b.get('icir'))}", f"the lag-{k} head against the {k}-bar forward return"
+              + (' (traded)' if str(k) == str(run.config.labels.horizon) else '')) for k, b in sorted((rk.get('by_lag') or {}).items(), key=lambda kv: int(kv[0]))]
     if rk.get('note'): rows.append(('note', rk['note'], ''))
     return pl.DataFrame({'statistic': [r[0] for r in rows], 'value': [r[1] for r in rows], 'what it says': [r[2] for r in rows]})
 

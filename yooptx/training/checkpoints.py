@@ -126,7 +126,12 @@ class Predictor:
             q = out * self.model.target_scale
             cols = {f'q_{lv:g}': q[:, j] for j, lv in enumerate(self.model.tc.quantiles)}
             pred = lf.signal(torch.from_numpy(out)).numpy() * self.model.target_scale
-        else: pred = out.reshape(len(ds), -1)[:, 0] * self.model.target_scale
+        else:
+            o = out.reshape(len(ds), -1) * self.model.target_scale
+            pred = o[:, 0]
+            hz = m.get('horizons') or []
+            if len(hz) > 1 and o.shape[1] == len(hz):        # a multi-horizon head: each lag's prediction (the first traded)
+                cols = {f'pred_h{h}': o[:, j] for j, h in enumerate(hz)}
         r = ds.rows.astype(np.int64)
         df = pl.DataFrame({'timestamp': ds.panel.timestamp.gather(r), 'symbol': ds.panel.symbol.gather(r),
                            'fold': pl.Series([m.get('fold', 0)] * len(r), dtype=pl.Int32), 'seed': pl.Series([m.get('seed', 0)] * len(r), dtype=pl.Int32),
@@ -137,6 +142,9 @@ class Predictor:
             df = df.with_columns(label=lab['label'].cast(pl.Float64) if 'label' in lab.columns else pl.lit(None, pl.Float64),
                                  fwd_return=lab['fwd_return'].cast(pl.Float64) if 'fwd_return' in lab.columns else pl.lit(None, pl.Float64))
         else: df = df.with_columns(label=pl.lit(None, pl.Float64), fwd_return=pl.lit(None, pl.Float64))
+        if labels is not None and any(k.startswith('pred_h') for k in cols):   # each lag's realized label beside its prediction
+            cols |= {f'label_h{k[6:]}': labels[r][f'label_h{k[6:]}'].cast(pl.Float64).fill_null(np.nan).to_numpy() for k in list(cols)
+                     if f'label_h{k[6:]}' in labels.columns}
         df = df.with_columns(pl.Series(k, v.astype(np.float64)) for k, v in cols.items())
         return validate_predictions(df.select(*PRED_SCHEMA, *cols), f"predictions of {self.source or m['encoder']}")
 

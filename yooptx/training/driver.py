@@ -47,9 +47,9 @@ def plan(config: ExperimentConfig, encoders: Sequence[str] | None = None, seeds:
     "Every encoder trial of an experiment: dicts of kind, encoder, params, params_hash, fold, seed, trial_id (validated before anything is written)."
     bad = [k for k in config.encoders if k not in ENCODER_REGISTRY]
     if bad: raise UserError(f"encoders.{bad[0]}: unknown encoder {bad[0]!r}; known encoders: {', '.join(ENCODER_REGISTRY)}")
-    if config.labels.horizons is not None:
-        raise UserError("labels.horizons: multi-horizon labels are not wired into training yet; remove labels.horizons "
-                        f"and train one horizon (labels.horizon, now {config.labels.horizon})")
+    if config.labels.horizons is not None and config.labels.kind != 'forward_return':
+        raise UserError(f"labels.horizons: several horizons train one regression head per horizon; they need labels.kind "
+                        f"forward_return (now {config.labels.kind}), or drop labels.horizons and train one horizon")
     names = [k for k, s in config.encoders.items() if s.enabled] if encoders is None else list(encoders)
     unknown = [e for e in names if e not in config.encoders]
     if unknown: raise UserError(f"encoder(s) {', '.join(unknown)} not in the config's encoders section ({', '.join(config.encoders)}); add them there first")
@@ -112,7 +112,9 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
     norm = None if tc.normalize == 'none' else Normalizer(tc.normalize, tc.per_symbol)
     # the rows' grid positions are built once per data set and shared; the values are normalized on this fold's training rows
     layout = data.panel_layout() if hasattr(data, 'panel_layout') else None
+    hz = [cfg.labels.horizon] + [h for h in (cfg.labels.horizons or []) if h != cfg.labels.horizon] if cfg.labels.horizons else []
     dm = BarsDataModule(data.features, data.labels, data.folds, [x.fold for x in data.folds].index(fold), L=tc.window,
+                        target=[f'label_h{h}' for h in hz] if hz else 'label',
                         batch_size=tc.batch_size, num_workers=tc.num_workers, seed=seed, calendar=data.calendar, freq=data.freq,
                         normalizer=norm, layout=layout, cross_section=tc.batching == 'cross_section')
     dm.setup()
@@ -124,7 +126,8 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
         scale = sd if np.isfinite(sd) and sd > 0 else 1.0
     meta = make_meta(encoder, enc_params, tc, dm.panel.feature_names, tc.window, kind, classes, counts, norm, scale,
                      params=params, params_hash=h, fold=fold, seed=seed, calendar=data.calendar, freq=data.freq,
-                     label_kind=cfg.labels.kind, horizon=data.horizon, data_sha256=data.sha256, dataset=data.dataset)
+                     label_kind=cfg.labels.kind, horizon=data.horizon, data_sha256=data.sha256, dataset=data.dataset,
+                     horizons=hz or None)
     last = paths.ckpt_dir / 'last.ckpt'
     resume = None
     if last.exists():
@@ -206,7 +209,9 @@ def split_loss(model: SequenceModel,     # a trained model with `attach`ed forwa
 def _val_loss(pr: Predictor, data, f, panel=None, groups=None) -> float:
     "The training loss of a loaded model on the fold's validation rows (as one batch of them would give it)."
     m = pr.model.attach(data.labels['fwd_return'].to_numpy(), _groups(data) if groups is None else groups)
-    ds = WindowDataset(panel if panel is not None else pr.panel(data), data.labels, f.val, pr.window, kind=m.kind, classes=m.classes)
+    hz = pr.meta.get('horizons') or []
+    ds = WindowDataset(panel if panel is not None else pr.panel(data), data.labels, f.val, pr.window, kind=m.kind, classes=m.classes,
+                       target=[f'label_h{h}' for h in hz] if hz else 'label')
     return split_loss(m, ds)
 
 # %% ../../nbs/training/27_driver.ipynb #6d3f9e70

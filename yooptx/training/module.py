@@ -107,11 +107,14 @@ class SequenceModel(L.LightningModule):
         self.kind, self.classes = meta['kind'], meta.get('classes')
         self.encoder = build_encoder(meta['encoder'], len(meta['features']), meta['window'], feature_names=meta['features'], **meta['encoder_params'])
         self.loss_fn = make_loss(self.tc, self.kind, self.classes, meta.get('class_counts'))
+        hz = meta.get('horizons') or []
+        multi = self.loss_fn.head == 'regression' and len(hz) > 1          # one output per horizon (lag), the first one traded
         self.head = build_head(
-            self.loss_fn.head,
+            'multi' if multi else self.loss_fn.head,
             self.encoder.d_model,
             n_classes=len(self.classes) if self.classes else None,
             quantiles=self.tc.quantiles,
+            **({'n_outputs': len(hz)} if multi else {}),
         )
         self.target_scale = float(meta.get('target_scale') or 1.0)
         self.seed = int(meta.get('seed') or 0)
