@@ -62,7 +62,10 @@ def plan(config: ExperimentConfig, encoders: Sequence[str] | None = None, seeds:
             raise UserError(f"encoders.{e}.grid has {len(pts)} points but budget.max_trials_per_encoder is {config.budget.max_trials_per_encoder}: "
                             f"shrink the grid or raise the budget")
         for p in pts:
-            enc, _ = resolve_params(config, e, p)
+            enc, tcp = resolve_params(config, e, p)
+            if config.labels.horizons is not None and tcp.loss not in ('auto', 'huber', 'mse'):
+                raise UserError(f"encoders.{e}: train.loss {tcp.loss!r} scores one output per row, but labels.horizons trains one head per "
+                                f"horizon: use loss huber or mse (auto), or drop labels.horizons")
             fam = ENCODER_REGISTRY[e][0]
             if hasattr(fam, 'check_features'):   # an encoder that reads features by name (token fields): are they there?
                 from yooptx.features import feature_names
