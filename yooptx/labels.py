@@ -264,4 +264,6 @@ def make_labels_from_config(bars: pl.DataFrame, cfg: LabelsConfig) -> pl.DataFra
             raise LabelError(f"labels.horizon={cfg.horizon} must be one of labels.horizons {list(cfg.horizons)}: it is the horizon traded "
                              f"(the others are learned beside it, one head each)")
         out = out.with_columns(pl.col(f'label_h{cfg.horizon}').alias('label'))   # the traded horizon under the usual name
+        if cfg.kind == 'forward_return':       # and its return as fwd_return (selection, IC, the gate read it); label_end keeps the longest reach
+            out = out.with_columns(pl.col(f'label_h{cfg.horizon}').alias('fwd_return'))
     return out
