@@ -190,7 +190,12 @@ def test_doubling_costs_never_raises_net_return(m, costs):
     two = run(bars, pos, costs={k: 2 * v for k, v in costs.items()}, initial_equity=1e6, config={'max_leverage': 1.5})
     assert two.equity['equity'][-1] <= one.equity['equity'][-1] * (1 + 1e-12)
     np.testing.assert_array_equal(one.returns['target'].to_numpy(), two.returns['target'].to_numpy())   # same trades
-    assert (two.returns['cost'].to_numpy() >= one.returns['cost'].to_numpy() - 1e-18).all()
+    # per bar, the cost of each unit traded doubles; the cost itself need not: the dearer path's lower equity drifts a
+    # leveraged position's weight differently, so its next rebalance can trade a hair less (hypothesis found one)
+    t1, t2 = one.returns['turnover'].to_numpy(), two.returns['turnover'].to_numpy()
+    c1, c2 = one.returns['cost'].to_numpy(), two.returns['cost'].to_numpy()
+    m = (t1 > 0) & (t2 > 0)
+    assert (c2[m] / t2[m] >= c1[m] / t1[m] * (1 - 1e-12)).all()
 
 
 @HYP
