@@ -307,7 +307,9 @@ def test_bad_input_is_a_user_error(syn):
     with pytest.raises(UserError, match='needs features.*features.preset'): run_baseline('ridge', no_feats, 0)
     run_baseline('momentum', no_feats, 0)                          # rule baselines need no features
     multi = prepare({'splits': {'n_folds': 3}, 'labels': {'horizons': [1, 5]}}, bars=random_walk(400, seed=1), calendar='XNYS')
-    with pytest.raises(UserError, match='unset labels.horizons'): run_baseline('logistic', multi, 0)
+    p = run_baseline('logistic', multi, 0)                            # several horizons: baselines trade the traded one (labels.horizon)
+    lab = multi.labels.join(p.select('timestamp', 'symbol', pl.col('label').alias('got')), on=['timestamp', 'symbol'])
+    assert lab.height and (lab['got'] == lab['label_h1'].cast(pl.Float64)).all()
 
 
 def test_registry_names_match_config():
