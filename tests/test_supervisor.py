@@ -26,8 +26,9 @@ def test_a_killed_writer_leaves_complete_lines_only(tmp_path):
     p.send_signal(signal.SIGKILL); p.wait()
     rows = read_audit(log)                                   # every line whole
     assert len(rows) > 100 and [r['timestamp'] for r in rows] == [str(i) for i in range(len(rows))]
-    AuditLog(log).append('after', {}, Decision('OK', 1.0), 0.0)   # and it can be appended to
-    with open(log, 'ab') as f: f.write(b'{"level": "HALT", "sc')
+    AuditLog(log).append('after', {}, Decision('OK', 1.0), 0.0)   # and it can be appended to (a tail the kill cut short is set aside)
+    assert read_audit(log)[-1]['timestamp'] == 'after' and len(read_audit(log)) == len(rows) + 1
+    with open(log, 'ab') as f: f.write(b'{"level": "HALT", "sc\n')   # a damaged record: reported by line number, never rewritten
     n = len(rows) + 2
     with pytest.raises(SupervisorError, match=f'line {n}: unreadable'): read_audit(log)
     before = log.read_bytes()

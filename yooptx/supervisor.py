@@ -161,7 +161,18 @@ class AuditLog:
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists(): read_audit(self.path)             # a damaged log is reported, never appended to
+        if self.path.exists():
+            read_audit(self.path)                                # a damaged record is reported, never appended to
+            self._set_aside_tail()
+
+    def _set_aside_tail(self):
+        "Move an unterminated last line — a write a kill cut short, not a record — to <log>.partial, so the next line starts clean."
+        data = self.path.read_bytes()
+        if not data or data.endswith(b'\n'): return
+        cut = data.rfind(b'\n') + 1
+        with open(self.path.with_name(self.path.name + '.partial'), 'ab') as f: f.write(data[cut:] + b'\n')
+        os.truncate(self.path, cut)
+
     def append(self, when, ctx: dict, decision: Decision, latency_ms: float, **extra) -> dict:
         row = {'timestamp': str(when), 'inputs_sha256': _digest(ctx), 'level': decision.level, 'scale': decision.scale,
                'reasons': list(decision.reasons), 'judge': decision.judge, 'latency_ms': round(float(latency_ms), 4),
@@ -169,18 +180,20 @@ class AuditLog:
         line = (json.dumps(row, default=str) + '\n').encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
-            os.write(fd, line)                                    # one write of the whole line (O_APPEND)
+            done = 0
+            while done < len(line): done += os.write(fd, line[done:])   # one write of the whole line (O_APPEND), unless cut short
             os.fsync(fd)
         finally: os.close(fd)
         return row
 
 def read_audit(path) -> list[dict]:
-    "Every decision of an audit log; SupervisorError naming the first damaged line."
+    """Every decision of an audit log; SupervisorError naming the first damaged line. An unterminated last line is the
+    tail of a write a kill cut short (a write of a few KB can stop at a page boundary): not a record, skipped."""
     out = []
     with open(path, 'rb') as f:
         for i, line in enumerate(f, 1):
+            if not line.endswith(b'\n'): break                   # only the last line can lack its newline
             try:
-                if not line.endswith(b'\n'): raise ValueError('the line is cut short (no newline)')
                 row = json.loads(line)
                 if not isinstance(row, dict) or row.get('level') not in LEVELS: raise ValueError('not a decision record')
             except ValueError as e:
