@@ -112,13 +112,14 @@ def check_windows(data: ExperimentData, tasks: Sequence[dict]) -> None:
     if not seen: return
     local, folds = data.panel_layout().local_of_row, {f.fold: f for f in data.folds}
     for (name, _), t in seen.items():
-        L = resolve_params(data.config, name, t['params'])[1].window
+        enc, tc = resolve_params(data.config, name, t['params'])
+        L = tc.window
         used = sorted({u['fold'] for u in tasks if u.get('encoder') == name and u['fold'] in folds})
         hist = {k: int(local[folds[k].train].max()) + 1 if len(folds[k].train) else 0 for k in used}
         short = {k: h for k, h in hist.items() if h < L}
         fam = ENCODER_REGISTRY[name][0]
         if hasattr(fam, 'min_history'):      # a token encoder: its fields warm up before the first token exists
-            need = fam.min_history(resolve_params(data.config, name, t['params'])[0])
+            need = fam.min_history(enc)
             few = {k: h for k, h in hist.items() if h < need}
             if few:
                 raise UserError(

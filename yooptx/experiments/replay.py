@@ -298,9 +298,9 @@ class _Watch:
         self.gaps = _gap_bars(T, calendar, freq) if cfg.halt_gap_bars else None
         self.eprev, self.cm, self.conc = (np.full((len(seeds), n), np.nan) for _ in range(3))
         self.scale = np.ones((len(seeds), n + 1))
-        first = Supervisor(cfg)
+        first = Supervisor(cfg, vix=vix)
         self.sups = [first] + [Supervisor(cfg, judge=first.judge) for _ in seeds[1:]]   # one judge (an LLM loads once), a latch per book
-        self.vix = Supervisor(cfg, judge=first.judge, vix=vix).inputs_at(T, [])[0] if vix is not None else None
+        self.vix = first.inputs_at(T, [])[0]                  # VIX as of each bar (None without a vix series)
         self.vprev, self.worst = None, math.nan         # VIX at the previous decision; worst latency since it
 
     def held(self, decided: list, j: int, lag: int) -> np.ndarray:
