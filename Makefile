@@ -13,7 +13,7 @@ $(STAMP): setup.py settings.ini pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "installing yooptx and its dependencies into $(VENV) (torch pinned by constraints.txt)"
 	$(PIP) --upgrade pip
-	$(PIP) -e ".[dev,rl,track]"
+	$(PIP) -e ".[dev,rl,track,ray,sweep]"
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -24,6 +24,8 @@ rl_requirements = ['stable-baselines3>=2.3', 'gymnasium>=0.29']   # yooptx[rl]: 
 # yooptx[track]: MLflow tracking and registry on an embedded sqlite store; mlflow-skinny (~35 MB with SQLAlchemy and Alembic)
 # instead of the full mlflow (~850 MB, UI included)
 track_requirements = ['mlflow-skinny>=3.0', 'sqlalchemy>=2.0', 'alembic>=1.10']
+ray_requirements = ['ray>=2.40']          # yooptx[ray]: trials as Ray tasks on a local Ray or a cluster (~240 MB)
+sweep_requirements = ['optuna>=4.0']      # yooptx[sweep]: Optuna (TPE) sweeps with journal-file storage in the run folder
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -37,7 +39,8 @@ setuptools.setup(
     include_package_data=True,
     package_data={'yooptx': ['configs/*.yaml']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'lab': lab_requirements, 'rl': rl_requirements, 'track': track_requirements},
+    extras_require={'dev': dev_requirements, 'lab': lab_requirements, 'rl': rl_requirements, 'track': track_requirements,
+                    'ray': ray_requirements, 'sweep': sweep_requirements},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

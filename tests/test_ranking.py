@@ -151,7 +151,7 @@ def test_spread_targets_are_ranked_like_symbols(tmp_path):
     assert np.allclose(b, l0 / l1)
     run = bakeoff(cfg, data=data, run_dir=tmp_path / 'run', progress=False)
     assert evaluate(run)['ranking']['n_dates'] > 50
-    assert submission_frame(run).columns[2:] == sorted(data.symbols)
+    assert submission_frame(run).columns[2:] == ['s0_s1', 's2_s3', 's4_s5', 's1_s2', 's3_s4', 'SYN0']   # the targets table's order
     with pytest.raises(ConfigError, match='name asset'):
         prepare(load_config(dict(CFG, data={'name': 'given', 'targets': [{'a': 'SYN0', 'b': 'NOPE'}]})), bars=legs, calendar='XNYS')
     with pytest.raises(ConfigError, match='1 to 4 bars'):
@@ -170,3 +170,52 @@ def test_one_head_per_lag_and_an_ic_per_lag(tmp_path):
     assert (p['prediction'] == p['pred_h1']).all() and not (p['pred_h2'] == p['pred_h1']).all()   # the first lag is traded
     v = evaluate(run)
     assert set(v['ranking']['by_lag']) == {1, 2, 3} and all(x['n_dates'] > 50 for x in v['ranking']['by_lag'].values())
+
+
+def test_competition_layout_targets_per_lag_submission_and_newest_dates(tmp_path, monkeypatch):
+    """Targets listed per (pair, lag) as in the competition's target_pairs: one series per pair, one head per lag, the rank
+    loss per head (+ Huber via rank_weight); the submission reads each target at its lag; the long layout carries
+    label_date_id = date_id + lag; the newest dates are predicted from their own history with the run's last-fold models."""
+    from conftest import run_cli
+    from yooptx.core import ConfigError
+    from yooptx.data import DataCatalog
+    from yooptx.ranking import submission_frame
+    monkeypatch.setenv('YOOPTX_HOME', str(tmp_path / 'home'))
+    legs = planted_signal(320, n_symbols=6, seed=9, sharpe=3.0)
+    f = tmp_path / 'legs.parquet'; legs.write_parquet(f)
+    DataCatalog().ingest(f, 'legs6', freq='1D', calendar='XNYS')
+    cut = str(legs['timestamp'].unique().sort()[280])[:10]
+    pairs = [('SYN0', 'SYN1'), ('SYN2', 'SYN3'), ('SYN4', 'SYN5'), ('SYN1', 'SYN2'), ('SYN3', None)]
+    targets = [{'name': f'target_{2 * i + j}', 'a': a, **({'b': b} if b else {}), 'lag': lag}
+               for i, (a, b) in enumerate(pairs) for j, lag in enumerate((1, 2))]
+    with pytest.raises(ConfigError, match=r'train one head per lag with labels.horizons: \[1, 2\]'):
+        load_config(dict(CFG, data={'name': 'legs6', 'targets': targets}))
+    cfg = load_config(dict(CFG, data={'name': 'legs6', 'targets': targets, 'end': cut}, seeds=[0], baselines=['momentum'],
+                           labels={'kind': 'forward_return', 'horizon': 1, 'horizons': [1, 2]},
+                           train={'loss': 'huber', 'rank_weight': 1.0, 'batching': 'cross_section', 'batch_size': 30}))
+    data = prepare(cfg)
+    assert data.symbols == sorted(['SYN0-SYN1', 'SYN2-SYN3', 'SYN4-SYN5', 'SYN1-SYN2', 'SYN3'])    # one series per pair
+    run = bakeoff(cfg, data=data, run_dir=tmp_path / 'run', progress=False)
+    assert set(pl.read_parquet(run / 'ledger.parquet')['status']) == {'ok'}
+    sub = submission_frame(run, 'cnn')
+    assert sub.columns == ['date_id', 'timestamp'] + [t['name'] for t in targets]
+    p = pl.read_parquet(run / 'predictions.parquet').filter((pl.col('encoder') == 'cnn') & (pl.col('split') == 'test'))
+    one = p.filter(pl.col('symbol') == 'SYN2-SYN3').group_by('timestamp').agg(pl.col('pred_h2').mean()).sort('timestamp')
+    assert np.allclose(sub.join(one, on='timestamp')['target_3'].to_numpy(), sub.join(one, on='timestamp')['pred_h2'].to_numpy())
+    rc, out, err = run_cli('submission', run, '--family', 'cnn', '--layout', 'long', '--out', tmp_path / 'long.csv')
+    assert rc == 0, err
+    lg = pl.read_csv(tmp_path / 'long.csv')
+    assert set(lg['lag']) == {1, 2} and (lg['label_date_id'] - lg['date_id'] == lg['lag']).all()
+    # the newest dates (after the run's data end): predicted from history up to each date, in the submission layout
+    rc, out, err = run_cli('submission', run, '--family', 'cnn', '--data', 'legs6', '--start', cut, '--out', tmp_path / 'new.parquet')
+    assert rc == 0, err
+    new = pl.read_parquet(tmp_path / 'new.parquet')
+    assert new.height == 320 - 280 and new['date_id'].min() == 280 and new.select(pl.exclude('date_id', 'timestamp').is_null().sum()).sum_horizontal()[0] == 0
+    # the same rows with less future: a date's prediction does not change when later bars are cut away (no look-ahead)
+    rc, out, err = run_cli('submission', run, '--family', 'cnn', '--data', 'legs6', '--start', cut,
+                           '--end', str(legs['timestamp'].unique().sort()[300])[:10], '--out', tmp_path / 'cut.parquet')
+    assert rc == 0, err
+    short = pl.read_parquet(tmp_path / 'cut.parquet')
+    assert short.height == 20 and np.allclose(short['target_0'].to_numpy(), new.head(20)['target_0'].to_numpy())
+    rc, out, err = run_cli('submission', run, '--data', 'legs6', '--out', tmp_path / 'x.csv')
+    assert rc == 2 and '--start' in err and not (tmp_path / 'x.csv').exists()

@@ -213,7 +213,7 @@ def _align(panel: _Panel, signals: pl.DataFrame) -> np.ndarray:
 
 # %% ../nbs/40_backtest.ipynb #cb425ffe
 def _cost_rate(panel: _Panel, rows: np.ndarray, c: CostsConfig) -> np.ndarray:
-    "Linear cost per unit turnover (half-spread + commission + slippage) at bars `rows`."
+    "Linear cost per unit turnover (half-spread + commission + slippage) at bars `rows`, times the bars' `cost_legs` where given."
     hs = np.full(rows.size, c.half_spread_bps / 1e4)
     if c.spread_column is not None:
         if c.spread_column not in panel.bars.columns:
@@ -226,7 +226,10 @@ def _cost_rate(panel: _Panel, rows: np.ndarray, c: CostsConfig) -> np.ndarray:
             raise BacktestError(f"bars.{c.spread_column}: negative quoted spread(s); a spread is ask - bid >= 0")
         hs = np.where(np.isfinite(sp), sp, hs)
     out = hs + (c.commission_bps + c.slippage_bps) / 1e4
-    return out + c.commission_per_unit / panel.price[rows] if c.commission_per_unit else out
+    out = out + c.commission_per_unit / panel.price[rows] if c.commission_per_unit else out
+    if 'cost_legs' in panel.bars.columns:       # a spread target (data.targets a - b): one unit traded is a unit of each leg
+        out = out * panel.bars['cost_legs'].cast(pl.Float64).fill_null(1.0).to_numpy()[rows]
+    return out
 
 def _dollar_volume(panel: _Panel, rows: np.ndarray) -> np.ndarray:
     "Bar dollar volume (volume × fill price) at bars `rows`; an error where volume is missing (impact needs it)."

@@ -119,7 +119,8 @@ def cmd_bakeoff(args) -> int:
     from yooptx.config import load_config
     cfg = load_config(args.config, args.set)          # bad keys/values fail here, before any work
     t0 = time.time()
-    run = bakeoff(cfg, run_dir=args.run, jobs=args.jobs, threads=args.threads, progress=not args.quiet, **_track_args(args))
+    run = bakeoff(cfg, run_dir=args.run, jobs=args.jobs, threads=args.threads, progress=not args.quiet,
+                  executor=args.executor, address=args.address, **_track_args(args))
     sel = json.loads((run / 'selection.json').read_text())
     print(f"bake-off finished in {time.time() - t0:.0f}s; candidate (chosen on validation folds): {sel['candidate_label']}")
     if sel.get('candidate') is not None: _leaderboard(run, sel)
@@ -211,14 +212,24 @@ def cmd_submission(args) -> int:
     from pathlib import Path
     from yooptx.core import atomic_write
     from yooptx.runs import resolve_run
-    from yooptx.ranking import submission_frame
-    df = submission_frame(resolve_run(args.run_dir), args.family, args.split)
+    from yooptx.ranking import lag_frame, submission_frame, submission_table
     out = Path(args.out)
     if out.suffix not in ('.csv', '.parquet'): raise UserError(f"--out {out}: give a .csv or .parquet file")
+    run = resolve_run(args.run_dir)
+    if args.data or args.start or args.end:
+        if not args.start: raise UserError("--data/--end predict the newest dates: give --start DATE (the first date to predict) too")
+        from yooptx.experiments.registry import latest_predictions
+        from yooptx.runs import read_run_config
+        cfg = read_run_config(run)
+        bars, p = latest_predictions(run, args.family, args.data, args.start, args.end)
+        long = lag_frame(p, bars['timestamp'], cfg.labels.horizon)
+        df, what = (long if args.layout == 'long' else submission_table(long, cfg.data.targets, cfg.labels.horizon)), f"newest dates of {args.data or cfg.data.name}"
+    else: df, what = submission_frame(run, args.family, args.split, args.layout), f"{args.split} rows"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, writer=lambda tmp: df.write_csv(tmp) if out.suffix == '.csv' else df.write_parquet(tmp))
-    print(f"wrote {out}: {df.height} date(s) x {df.width - 2} target(s) ({args.family}, {args.split} rows, "
-          f"{df['timestamp'].min()} .. {df['timestamp'].max()})")
+    shape = (f"{df.height} row(s): {df['target'].n_unique()} target(s) x lag(s) {sorted(df['lag'].unique().to_list())}" if args.layout == 'long'
+             else f"{df.height} date(s) x {df.width - 2} target(s)")
+    print(f"wrote {out}: {shape} ({args.family}, {what}, {df['timestamp'].min()} .. {df['timestamp'].max()})")
     return 0
 
 def cmd_halt(args) -> int:
@@ -392,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument('config', help='experiment YAML or packaged config name (e.g. demo)')
     run_opts(q)
+    q.add_argument('--executor', choices=['local', 'ray'], help="where trials run: local (in-process, or --jobs N processes) or ray "
+                   "(one Ray task per trial; needs yooptx[ray]); default: the config's executor.kind")
+    q.add_argument('--address', metavar='ADDR', help='a Ray cluster to join (host:6379 or ray://host:10001; default: $RAY_ADDRESS, else a local Ray)')
     q.set_defaults(func=cmd_bakeoff)
     q = sub.add_parser('gate', help='the go/no-go verdict on a bake-off run folder (writes verdict.json)')
     q.add_argument('run_dir', metavar='RUN_DIR')
@@ -442,6 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('--out', required=True, help='.csv or .parquet file')
     q.add_argument('--family', default='candidate', help="'candidate' (default) or one of the run's families")
     q.add_argument('--split', default='test', choices=['test', 'val'])
+    q.add_argument('--layout', default='wide', choices=['wide', 'long'],
+                   help='wide: the submission (date_id, one column per target); long: one row per target, lag and date with label_date_id')
+    q.add_argument('--data', help="predict the newest dates instead of the run's test rows: a data set (e.g. the run's, updated) ...")
+    q.add_argument('--start', help='... from this date (each row from its own history up to that date)')
+    q.add_argument('--end', help='... up to this date (exclusive; default: the data set\'s last bar)')
     q.set_defaults(func=cmd_submission)
     for name, what in (('halt', 'flatten at the next fill and stop trading'), ('resume', 'lift a halt')):
         q = sub.add_parser(name, help=f"kill switch: {what} in the replays reading TARGET (a run or replay folder)")

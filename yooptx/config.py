@@ -15,10 +15,10 @@ from .core import ConfigError, PKG_DIR, short_repr
 
 # %% auto #0
 __all__ = ['FREQS', 'DEFAULT_BASELINES', 'LOSSES', 'SIZINGS', 'COST_FIELDS', 'RL_MODES', 'from_dict', 'to_dict', 'DataConfig',
-           'FeaturesConfig', 'LabelsConfig', 'SplitsConfig', 'EncoderSpec', 'TrainConfig', 'EnsembleSpec',
-           'CostsConfig', 'BacktestConfig', 'BudgetConfig', 'RLSpec', 'GateConfig', 'TrackConfig', 'SupervisorConfig',
-           'PromotionConfig', 'ExperimentConfig', 'YamlLoader', 'read_yaml', 'apply_override', 'load_config',
-           'dump_config']
+           'FeaturesConfig', 'LabelsConfig', 'SplitsConfig', 'SearchSpec', 'EncoderSpec', 'TrainConfig', 'EnsembleSpec',
+           'CostsConfig', 'BacktestConfig', 'ExecutorConfig', 'BudgetConfig', 'RLSpec', 'GateConfig', 'TrackConfig',
+           'SupervisorConfig', 'PromotionConfig', 'ExperimentConfig', 'YamlLoader', 'read_yaml', 'apply_override',
+           'load_config', 'dump_config']
 
 # %% ../nbs/00_config.ipynb #233952ec
 def _tname(tp) -> str:
@@ -115,17 +115,22 @@ class DataConfig:
     end: Optional[str] = None         # ISO date/time, exclusive
     freq: Optional[Literal['1m', '5m', '15m', '30m', '1h', '1D']] = None  # resample to this bar size first
     adjust: Literal['raw', 'auto', 'adj_close'] = 'raw'  # prices for features, labels and the backtest: raw, adjusted close where the set has one (auto: else detected splits), or adj_close (required)
-    targets: Optional[list] = None    # spread targets instead of the symbols: [{name, a, b}] = log price of a minus b (b optional: a alone);
-                                      # each becomes a close-only series of its own, present where both legs have a bar
+    targets: Optional[list] = None    # spread targets instead of the symbols: [{name, a, b, lag}] = log price of a minus b (b optional: a alone);
+                                      # each pair becomes a close-only series of its own, present where both legs have a bar; lag (1-4,
+                                      # default labels.horizon): the competition's lag group, one entry per (pair, lag), one head per lag
     def validate(self, where):
         if self.targets is not None:
             if not isinstance(self.targets, list) or not self.targets:
                 raise ConfigError(f"{where}.targets: a list of {{name, a, b}} entries, e.g. [{{name: spy_tlt, a: SPY, b: TLT}}]")
             names = []
             for i, t in enumerate(self.targets):
-                if not isinstance(t, dict) or 'a' not in t or set(t) - {'name', 'a', 'b'}:
-                    raise ConfigError(f"{where}.targets[{i}]: {short_repr(t)}: give a (and optionally b, name), e.g. {{name: spy_tlt, a: SPY, b: TLT}}")
-                names.append(str(t.get('name') or (f"{t['a']}-{t['b']}" if t.get('b') else t['a'])))
+                if not isinstance(t, dict) or 'a' not in t or set(t) - {'name', 'a', 'b', 'lag'}:
+                    raise ConfigError(f"{where}.targets[{i}]: {short_repr(t)}: give a (and optionally b, name, lag), e.g. {{name: spy_tlt, a: SPY, b: TLT, lag: 1}}")
+                if 'lag' in t and (isinstance(t['lag'], bool) or not isinstance(t['lag'], int) or not 1 <= t['lag'] <= 4):
+                    raise ConfigError(f"{where}.targets[{i}].lag: {short_repr(t['lag'])}: a lag group is a whole number of bars from 1 to 4 "
+                                      f"(the label runs from the next bar to lag bars after it)")
+                names.append(str(t.get('name') or (f"{t['a']}-{t['b']}" if t.get('b') else t['a'])
+                                 + (f"_lag{t['lag']}" if 'lag' in t and not t.get('name') else '')))
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup: raise ConfigError(f"{where}.targets: the name(s) {', '.join(dup)} are used twice; give each target its own name")
         for k in ('start', 'end'):
@@ -142,6 +147,7 @@ class FeaturesConfig:
     exog: list[str] = field(default_factory=list)  # catalog data sets joined as-of with a publication lag
     exog_lag_bars: int = 1            # publication lag of exogenous series, in bars
     max_null_share: float = 0.5       # refuse a feature that is missing (null/NaN) on more than this share of the bars
+    dtype: Literal['float64', 'float32'] = 'float64'  # float32 halves the feature frame (computed in float64): for thousands of symbols
     def validate(self, where):
         if not 0 <= self.max_null_share <= 1: raise ConfigError(f"{where}.max_null_share: a share in [0, 1], got {self.max_null_share}")
 
@@ -177,11 +183,48 @@ class SplitsConfig:
         if self.embargo < 0: raise ConfigError(f"{where}.embargo: must be >= 0, got {self.embargo}")
 
 @dataclass
+class SearchSpec:
+    "How an encoder's configurations are searched: every point evaluated (completed, pruned or failed) is a trial the DSR counts."
+    method: Literal['grid', 'random', 'optuna'] = 'grid'  # grid: every point of `grid`; random: n_trials seeded draws; optuna: TPE
+    n_trials: Optional[int] = None    # points to evaluate (random, optuna); at most budget.max_trials_per_encoder
+    timeout_minutes: Optional[float] = None  # optuna: propose no new point after this long (the points already started finish)
+    pruner: Literal['none', 'median'] = 'none'  # optuna: stop a point whose validation score after a fold is below the median of
+                                      # the earlier points at that fold (validation only; its remaining folds are not trained)
+    space: dict[str, Any] = field(default_factory=dict)  # key: [choices] or {low, high, log: bool, int: bool}; empty: the grid's lists
+    def validate(self, where):
+        if self.method == 'grid':
+            if self.n_trials is not None or self.space or self.pruner != 'none' or self.timeout_minutes is not None:
+                raise ConfigError(f"{where}: method grid evaluates every point of the grid; n_trials, space, pruner and timeout_minutes "
+                                  f"belong to method random or optuna")
+            return
+        if self.n_trials is None or self.n_trials < 1:
+            raise ConfigError(f"{where}.n_trials: method {self.method} needs the number of points to evaluate, e.g. n_trials: 30")
+        if self.timeout_minutes is not None and not self.timeout_minutes > 0:
+            raise ConfigError(f"{where}.timeout_minutes: must be > 0 (or left out), got {self.timeout_minutes}")
+        if self.pruner != 'none' and self.method != 'optuna': raise ConfigError(f"{where}.pruner: only method optuna prunes")
+        for k, v in self.space.items():
+            w = f"{where}.space.{k}"
+            if isinstance(v, list):
+                if not v: raise ConfigError(f"{w}: an empty list of choices; give at least one value")
+            elif isinstance(v, dict):
+                if set(v) - {'low', 'high', 'log', 'int'} or not {'low', 'high'} <= set(v):
+                    raise ConfigError(f"{w}: {short_repr(v)}: a range is {{low, high}} with optional log: true, int: true; or a list of choices")
+                if not all(isinstance(v[b], (int, float)) and not isinstance(v[b], bool) for b in ('low', 'high')):
+                    raise ConfigError(f"{w}: low and high must be numbers, got {short_repr(v)}")
+                if not v['low'] < v['high']: raise ConfigError(f"{w}: an empty range (low {v['low']} >= high {v['high']}); low must be below high")
+                if v.get('log') and v['low'] <= 0: raise ConfigError(f"{w}: a log range needs low > 0, got {v['low']}")
+            else: raise ConfigError(f"{w}: {short_repr(v)}: give a list of choices or a range {{low, high}}")
+
+@dataclass
 class EncoderSpec:
-    "One encoder family: fixed params and the grid searched (every grid point is a trial)."
+    "One encoder family: fixed params and the configurations searched (the grid's points, or a random / Optuna search)."
     params: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
     enabled: bool = True
+    search: SearchSpec = field(default_factory=SearchSpec)
+    def validate(self, where):
+        if self.search.method != 'grid' and not (self.search.space or self.grid):
+            raise ConfigError(f"{where}.search: method {self.search.method} needs a space to search (search.space, or grid lists)")
 
 # %% ../nbs/00_config.ipynb #24aff99f
 LOSSES = ('auto', 'cross_entropy', 'focal', 'huber', 'mse', 'quantile', 'rank', 'sharpe')
@@ -199,6 +242,7 @@ class TrainConfig:
     class_weights: Literal['none', 'balanced'] = 'none'  # balanced: inverse class frequency on the training rows
     focal_gamma: float = 2.0
     huber_delta: float = 1.0          # Huber delta, in units of the (scaled) target
+    rank_weight: float = 0.0          # with loss huber or mse: + rank_weight x the pairwise rank loss within dates (each head's own)
     quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])  # quantile head/loss levels
     scheduler: Literal['cosine', 'onecycle', 'none'] = 'cosine'  # cosine: linear warmup then cosine decay
     warmup_frac: float = 0.1          # share of the optimizer steps spent warming up
@@ -227,6 +271,10 @@ class TrainConfig:
             raise ConfigError(f"{where}.accumulate_grad_batches: must be >= 1, got {self.accumulate_grad_batches}")
         if self.patience < 1: raise ConfigError(f"{where}.patience: must be >= 1, got {self.patience}")
         if not self.huber_delta > 0: raise ConfigError(f"{where}.huber_delta: must be > 0, got {self.huber_delta}")
+        if not self.rank_weight >= 0: raise ConfigError(f"{where}.rank_weight: must be >= 0 (0 = off), got {self.rank_weight}")
+        if self.rank_weight and self.loss not in ('auto', 'huber', 'mse'):
+            raise ConfigError(f"{where}.rank_weight: adds a rank term to a regression loss (huber or mse), not to loss {self.loss!r}; "
+                              f"use loss: rank alone, or loss: huber with rank_weight")
         if not self.quantiles or any(not 0 < q < 1 for q in self.quantiles):
             raise ConfigError(f"{where}.quantiles: give levels strictly between 0 and 1, got {self.quantiles}")
         if self.num_workers < 0: raise ConfigError(f"{where}.num_workers: must be >= 0, got {self.num_workers}")
@@ -306,6 +354,21 @@ class BacktestConfig:
                 raise ConfigError(f"{where}.{k}: a loss fraction in (0, 1), e.g. 0.05, got {v}")
 
 @dataclass
+class ExecutorConfig:
+    "Where trials run: not part of what a run is (a run started in-process may resume on Ray; a resume does not compare it)."
+    kind: Literal['local', 'ray'] = 'local'  # local: in this process, or a process pool with --jobs N; ray: one Ray task per trial
+    address: Optional[str] = None     # ray: a cluster (host:6379 or ray://host:10001); None: $RAY_ADDRESS, else a local Ray started here
+    num_cpus: float = 1.0             # ray: CPUs each trial declares (its torch threads: the integer part, at least 1)
+    num_gpus: float = 0.0             # ray: GPUs each trial declares (1: a GPU of its own; refused before training where the cluster has none)
+    max_retries: int = 2              # ray: a trial whose worker died is retried this often, then recorded failed with the error
+    def validate(self, where):
+        if not self.num_cpus > 0: raise ConfigError(f"{where}.num_cpus: must be > 0, got {self.num_cpus}")
+        if self.num_gpus < 0: raise ConfigError(f"{where}.num_gpus: must be >= 0, got {self.num_gpus}")
+        if self.max_retries < 0: raise ConfigError(f"{where}.max_retries: must be >= 0, got {self.max_retries}")
+        if self.kind == 'local' and (self.address or self.num_gpus):
+            raise ConfigError(f"{where}: address and num_gpus are Ray settings; set {where}.kind: ray (or --executor ray)")
+
+@dataclass
 class BudgetConfig:
     "Compute budget, identical for every encoder."
     max_epochs: int = 20
@@ -374,6 +437,8 @@ class GateConfig:
     min_ic: Optional[float] = None    # optional: mean Spearman IC of the candidate on test rows must reach this
     min_icir: Optional[float] = None  # ranking portfolios (backtest.portfolio long_short): the per-date cross-sectional IC's mean / std
                                       # on test dates must reach this (None: 0.05 for long_short runs, not checked otherwise)
+    dsr_trials: Literal['raw', 'effective'] = 'raw'  # the DSR's N: every configuration evaluated (raw, conservative), or the effective number
+                                      # of independent ones from the correlation of their validation returns (both are reported)
     single_seed: Literal['fail', 'not_assessable'] = 'fail'  # one seed cannot show seed robustness: fail the check, or mark it not assessable
     def validate(self, where):
         for k in ('alpha', 'ci_level', 'dsr_min', 'pbo_max', 'seed_positive_frac', 'max_drawdown'):
@@ -462,6 +527,7 @@ class ExperimentConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     def validate(self, where):
@@ -481,6 +547,11 @@ class ExperimentConfig:
         for n in self.rl:
             if n in self.encoders or n in self.baselines or n.startswith('ensemble:') or n == 'candidate':
                 raise ConfigError(f"rl.{n}: the name is taken by an encoder, a baseline or a reserved name; call the agent e.g. sac_{self.rl[n].encoder}")
+        lags = sorted({int(t.get('lag', self.labels.horizon)) for t in self.data.targets or [] if isinstance(t, dict)})
+        if lags and lags != [self.labels.horizon] and not set(lags) <= set(self.labels.horizons or []):
+            raise ConfigError(f"data.targets: the targets use lag(s) {lags} but the models train {self.labels.horizons or [self.labels.horizon]}: "
+                              f"train one head per lag with labels.horizons: {sorted(set(lags) | {self.labels.horizon})} "
+                              f"(labels.horizon, {self.labels.horizon}, is the lag the portfolio trades)")
         if not self.seeds: raise ConfigError("seeds: give at least one seed, e.g. seeds: [0, 1, 2]")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds: {self.seeds} repeats a seed (a repeated seed is the same trial twice): give distinct seeds, e.g. {sorted(set(self.seeds))}")

@@ -16,7 +16,7 @@ from .labels import label_horizon, make_labels_from_config
 from .splits import Fold, walk_forward_from_config
 
 # %% auto #0
-__all__ = ['ExperimentData', 'check_features_config', 'target_names', 'spread_bars', 'prepare']
+__all__ = ['ExperimentData', 'check_features_config', 'target_columns', 'target_names', 'spread_bars', 'prepare']
 
 # %% ../nbs/15_experiment.ipynb #dd636418
 @dataclass
@@ -102,13 +102,33 @@ def check_features_config(cfg: ExperimentConfig, bars: pl.DataFrame, freq: str |
                              "or fusion encoder can use tokenizer: chronos or sax with features.preset=price_action_close_v1)"
                              if any(FEATURES[n].family == 'price_action' for n in need) else ''))
 
+def _pair_label(t: dict) -> str: return f"{t['a']}-{t['b']}" if t.get('b') else str(t['a'])
+
+def target_columns(targets: list[dict], horizon: int = 1) -> list[tuple[str, str, int]]:
+    """(target name, series, lag) of every `data.targets` entry. A pair that appears once is a series named after its entry;
+    a pair listed at several lags (the competition's layout: one target per pair and lag) is one series named `a-b`, and
+    each entry reads its lag's head. `lag` defaults to `horizon` (labels.horizon)."""
+    count: dict = {}
+    for t in targets: count[(t['a'], t.get('b'))] = count.get((t['a'], t.get('b')), 0) + 1
+    out, seen = [], {}
+    for t in targets:
+        lag = int(t.get('lag', horizon))
+        name = str(t.get('name') or _pair_label(t) + (f"_lag{t['lag']}" if 'lag' in t else ''))
+        key = (t['a'], t.get('b'), lag)
+        if key in seen:
+            raise ConfigError(f"data.targets: {seen[key]!r} and {name!r} are the same pair ({_pair_label(t)}) at the same lag {lag}: keep one")
+        seen[key] = name
+        out.append((name, name if count[(t['a'], t.get('b'))] == 1 else _pair_label(t), lag))
+    return out
+
 def target_names(targets: list[dict]) -> list[str]:
-    "The names of `data.targets` entries (a-b, or a alone, when not given)."
-    return [str(t.get('name') or (f"{t['a']}-{t['b']}" if t.get('b') else t['a'])) for t in targets]
+    "The series (symbols) that `data.targets` entries make: one per distinct pair (see `target_columns`)."
+    return list(dict.fromkeys(s for _, s, _ in target_columns(targets)))
 
 def spread_bars(bars: pl.DataFrame, targets: list[dict]) -> pl.DataFrame:
-    """Close-only bars of spread targets: symbol = the target's name, close = exp(log close of a - log close of b) (a alone
-    without b), at the times both legs have a bar — a leg without a bar masks the target there, nothing is filled."""
+    """Close-only bars of spread targets: symbol = the target's series name (`target_names`), close = exp(log close of a -
+    log close of b) (a alone without b), at the times both legs have a bar — a leg without a bar masks the target there,
+    nothing is filled. `cost_legs` (2 for a spread, 1 for a single leg): the backtester charges each leg's costs."""
     have = set(bars['symbol'].unique().to_list())
     miss = sorted({str(t[k]) for t in targets for k in ('a', 'b') if t.get(k) and str(t[k]) not in have})
     if miss:
@@ -117,12 +137,15 @@ def spread_bars(bars: pl.DataFrame, targets: list[dict]) -> pl.DataFrame:
     lc = bars.filter(pl.col('close') > 0).select('timestamp', 'symbol', pl.col('close').cast(pl.Float64).log().alias('lc'))
     leg = lambda sym, col: lc.filter(pl.col('symbol') == str(sym)).select('timestamp', pl.col('lc').alias(col))
     out = []
-    for name, t in zip(target_names(targets), targets):
+    series = {}
+    for (_, name, _), t in zip(target_columns(targets), targets): series.setdefault(name, t)
+    for name, t in series.items():
         j = leg(t['a'], 'la')
         j = j.join(leg(t['b'], 'lb'), on='timestamp', how='inner').select('timestamp', (pl.col('la') - pl.col('lb')).alias('v')) if t.get('b') \
             else j.rename({'la': 'v'})
         out.append(j.select('timestamp', pl.lit(name).alias('symbol'), *[pl.lit(None, pl.Float64).alias(c) for c in ('open', 'high', 'low')],
-                            pl.col('v').exp().alias('close'), pl.lit(None, pl.Float64).alias('volume')))
+                            pl.col('v').exp().alias('close'), pl.lit(None, pl.Float64).alias('volume'),
+                            pl.lit(2.0 if t.get('b') else 1.0).alias('cost_legs')))
     return pl.concat(out).sort('symbol', 'timestamp')
 
 def prepare(config: ExperimentConfig | dict | str | None = None,  # config object, mapping, YAML path or packaged name
@@ -144,7 +167,7 @@ def prepare(config: ExperimentConfig | dict | str | None = None,  # config objec
         validate_bars(bars)
         freq, calendar, dataset = freq or infer_freq(bars['timestamp']), calendar or '24/7', 'given'
     if bars.height == 0: raise UserError(f"data set {dataset!r} has no bars in the selected range (data.start/data.end/data.symbols)")
-    if cfg.data.targets and not 1 <= cfg.labels.horizon <= 4:
+    if cfg.data.targets and not all(1 <= h <= 4 for h in [cfg.labels.horizon, *(cfg.labels.horizons or [])]):
         raise ConfigError(f"labels.horizon={cfg.labels.horizon}: with data.targets it is the lag of the spread targets, 1 to 4 bars "
                           f"(the competition's lag groups); run one experiment per lag (--set labels.horizon=2)")
     if cfg.data.targets and not set(target_names(cfg.data.targets)) <= set(bars['symbol'].unique().to_list()):
@@ -154,7 +177,12 @@ def prepare(config: ExperimentConfig | dict | str | None = None,  # config objec
         warnings.simplefilter('always')
         exog = load_exog(cfg.features.exog, cfg.features.exog_lag_bars) if cfg.features.exog else None
         feats = build(bars, cfg.features.names, exog=exog, preset=None if cfg.features.names else cfg.features.preset,
-                      freq=freq, calendar=calendar)
+                      freq=freq, calendar=calendar, dtype=cfg.features.dtype)
     labels = make_labels_from_config(bars, cfg.labels)
     folds = walk_forward_from_config(bars['timestamp'], cfg.splits, label_horizon(cfg.labels), label_end=labels['label_end'])
+    if cfg.data.targets:
+        lag = max([cfg.labels.horizon, *(cfg.labels.horizons or [])])
+        if tiny := [f.fold for f in folds if len(f.test) and bars['timestamp'].gather(f.test).n_unique() <= lag]:
+            raise ConfigError(f"lag {lag} is not shorter than the test block of fold(s) {tiny}: a lag's label would reach past the block; "
+                              f"use fewer folds (splits.n_folds) or a smaller lag")
     return ExperimentData(cfg, bars, feats, labels, folds, calendar, freq, dataset, sha, [str(w.message) for w in ws])

@@ -378,14 +378,19 @@ def _calendar_columns(ts: pl.Series, freq: str, calendar: str, need: set[str]) -
     look = look[u.search_sorted(ts).to_numpy()]
     return out.with_columns(look['_elapsed']) if simple else out.select('_tod').hstack(look.get_columns())
 
+_BLOCK_ROWS = 500_000   # rows of whole symbols computed at a time by `build` (a bigger panel runs block by block)
+
 def build(bars: pl.DataFrame,         # bars (timestamp, symbol, OHLCV) sorted by (symbol, timestamp)
           names: list[str] | None = None,  # feature names; None: the preset's
           exog: dict[str, ExogSeries] | None = None,  # exogenous series by name ('vix' feeds vix_*)
           preset: str | None = None,  # preset name (default 'manual_v1' when names is None)
           freq: str | None = None,    # bar size of `bars`; None: inferred
           calendar: str | None = None,  # exchange calendar of `bars`; None: '24/7'
+          dtype: str = 'float64',     # 'float32' halves the frame (computed in float64, stored in float32): for thousands of symbols
           ) -> pl.DataFrame:
-    "Features of `bars`: timestamp, symbol and one Float64 column per feature, same rows and order as `bars`."
+    "Features of `bars`: timestamp, symbol and one Float64 (or Float32) column per feature, same rows and order as `bars`."
+    if dtype not in ('float64', 'float32'): raise FeatureError(f"dtype={dtype!r}: 'float64' (default) or 'float32'")
+    fdt = pl.Float32 if dtype == 'float32' else pl.Float64
     names = feature_names(names, preset)
     feats = [FEATURES[n] for n in names]
     missing_cols = [c for c in ('timestamp', 'symbol') if c not in bars.columns]
@@ -452,21 +457,31 @@ def build(bars: pl.DataFrame,         # bars (timestamp, symbol, OHLCV) sorted b
     }
     if need: df = df.hstack(_calendar_columns(df['timestamp'], freq, calendar, need).get_columns())
     # every window runs `.over('symbol')`: a rolling statistic only ever sees its own symbol's bars. (One query
-    # per symbol gives the same numbers but costs a query plan per symbol: 260x slower on 2,000 symbols.)
-    lf = df.lazy()
-    if 'close' in df.columns:
-        lf = lf.with_columns((pl.col('close').log() - pl.col('close').log().shift(1)).over('symbol').alias('_lr'))
-    lf = lf.select('timestamp', 'symbol', *[f.expr().cast(pl.Float64).over('symbol').alias(f.name) for f in own])
-    out = lf.select(
-        'timestamp',
-        'symbol',
-        *[pl.when(pl.col(f.name).is_finite()).then(pl.col(f.name)).otherwise(None).alias(f.name) for f in own],
-    ).collect()
+    # per symbol gives the same numbers but costs a query plan per symbol: 260x slower on 2,000 symbols.) A big panel
+    # runs in blocks of whole symbols of about `_BLOCK_ROWS` rows: the same numbers, with the float64 temporaries of one
+    # block alive at a time instead of the whole panel's (3x less peak memory at 1,700 symbols x 2,500 bars, float32)
+    def one(part: pl.DataFrame) -> pl.DataFrame:
+        lf = part.lazy()
+        if 'close' in part.columns:
+            lf = lf.with_columns((pl.col('close').log() - pl.col('close').log().shift(1)).over('symbol').alias('_lr'))
+        lf = lf.select('timestamp', 'symbol', *[f.expr().cast(pl.Float64).over('symbol').alias(f.name) for f in own])
+        return lf.select(
+            'timestamp',
+            'symbol',
+            *[pl.when(pl.col(f.name).is_finite()).then(pl.col(f.name)).otherwise(None).cast(fdt).alias(f.name) for f in own],
+        ).collect()
+    if df.height <= _BLOCK_ROWS: out = one(df)
+    else:
+        starts = np.flatnonzero(np.r_[True, (df['symbol'] != df['symbol'].shift(1)).fill_null(True).to_numpy()[1:]])
+        cuts = [0]
+        for b in starts[1:]:
+            if b - cuts[-1] >= _BLOCK_ROWS: cuts.append(int(b))
+        out = pl.concat([one(df.slice(a, b - a)) for a, b in zip(cuts, cuts[1:] + [df.height])], rechunk=False)
     ex = [f for f in feats if f.exog]
     if ex:
         u = bars['timestamp'].unique().sort()    # availability once per distinct time (a panel repeats them)
         avail = available_at(u, freq, calendar).gather(u.search_sorted(bars['timestamp']))
-        out = pl.concat([out, _join_exog(avail, exog, ex)], how='horizontal')
+        out = pl.concat([out, _join_exog(avail, exog, ex).with_columns(pl.col(f.name).cast(fdt) for f in ex)], how='horizontal')
     return out.select('timestamp', 'symbol', *names)
 
 # %% ../nbs/10_features.ipynb #ae296fae

@@ -51,6 +51,8 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
                 gate_unchanged: bool = True,
                 icir: float | None = None,       # ranking portfolios: per-date cross-sectional IC mean / std on test dates
                 ranking: bool = False,           # the candidate trades a long-short ranking (backtest.portfolio long_short)
+                n_effective: float | None = None,  # effective number of independent trials (stats.effective_trials); the DSR uses it
+                                                   # only with gate.dsr_trials 'effective'
                 seed: int = 0,
                 n_boot: int = 1000,
                 pbo_combinations: int = 12870) -> list[Check]:   # CSCV splits evaluated at most (all of C(16, 8) by default)
@@ -79,7 +81,12 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
         else np.array([])
     )
     sr_std = float(sds.std(ddof=1)) if sds.size > 1 else 0.0
-    d = stats.deflated_sharpe(net, max(int(n_trials), 1), sr_std, annualization=periods_per_year)
+    use_eff = gate.dsr_trials == 'effective' and n_effective is not None
+    n_dsr = max(int(round(n_effective)), 1) if use_eff else max(int(n_trials), 1)
+    d = stats.deflated_sharpe(net, n_dsr, sr_std, annualization=periods_per_year)
+    eff = '' if n_effective is None else (
+        f"; the effective number of independent trials is {n_effective:.1f} of {n_trials}, and the DSR counts "
+        + (f"{n_dsr} (gate.dsr_trials: effective)" if use_eff else f"all {n_trials} (gate.dsr_trials: raw)"))
     out.append(
         Check(
             'deflated_sharpe',
@@ -87,9 +94,10 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
             gate.dsr_min,
             bool(d.dsr >= gate.dsr_min),
             f"Deflated Sharpe {d.dsr:.3f} after {n_trials} trial(s) (their Sharpe dispersion {sr_std * ann:.2f}"
-            f" annualized puts the best-of-N null at {d.sr0 * ann:.2f}): it must be at least {gate.dsr_min}.",
+            f" annualized puts the best-of-N null at {d.sr0 * ann:.2f}{eff}): it must be at least {gate.dsr_min}.",
             dict(
-                n_trials=int(n_trials), sr0_annualized=d.sr0 * ann, trial_sharpe_std_annualized=sr_std * ann, psr=d.psr
+                n_trials=int(n_trials), n_effective=None if n_effective is None else float(n_effective), n_dsr=int(n_dsr),
+                sr0_annualized=d.sr0 * ann, trial_sharpe_std_annualized=sr_std * ann, psr=d.psr
             ),
         )
     )
@@ -209,6 +217,20 @@ def _read(p: Path):
         raise GateError(f"{p} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}): restore it, or rebuild the "
                         f"run's files with `yooptx bakeoff CONFIG --run {p.parent}` (finished trials are not trained again)") from None
 
+def _effective_trials(run: Path, configs: pl.DataFrame, n_trials: int) -> float | None:
+    """Effective number of independent trials from the configurations' validation returns (val_backtest.parquet, seeds
+    averaged); configurations without validation returns (ensembles, the supervised candidate, failed sweep points)
+    count as independent. None for a run without validation returns."""
+    if not (run / 'val_backtest.parquet').exists(): return None
+    vb = _read(run / 'val_backtest.parquet')
+    cols = []
+    for r in configs.iter_rows(named=True):
+        a = seed_average(vb, r['encoder'], r['params_hash'])
+        if a.height: cols.append(a.select('timestamp', pl.col('net').alias(f"{r['encoder']}/{r['params_hash']}")))
+    if not cols: return None
+    wide = pl.concat(cols, how='align')
+    return float(stats.effective_trials(wide.drop('timestamp')) + (n_trials - len(cols)))
+
 def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
              family: str | None = None) -> dict:   # judge this selected family (encoder, agent, ensemble) instead of the candidate: never written
     "The verdict on a bake-off run folder (written to verdict.json); with `family`, the same checks on that family's selected configuration."
@@ -267,7 +289,10 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
     # (masked-LM pretraining trials are not strategies: the bert configurations that start from them count instead)
     ok = led.filter((pl.col('status') == 'ok') & ~pl.col('encoder').is_in(list(cfg.baselines)) & ~pl.col('encoder').str.starts_with('pretrain:'))
     configs = ok.select('encoder', 'params_hash').unique().sort('encoder', 'params_hash')
-    n_trials = configs.height
+    # every point a sweep evaluated counts too — completed, pruned or failed (a bigger search never buys a GO)
+    sw = _read(run / 'sweeps.parquet').select('encoder', 'params_hash') if (run / 'sweeps.parquet').exists() else configs.clear()
+    n_trials = pl.concat([configs, sw]).unique().height
+    n_eff = _effective_trials(run, configs, n_trials)
     tr = [
         seed_average(bt, r['encoder'], r['params_hash']).select(
             'timestamp', pl.col('net').alias(f"{r['encoder']}/{r['params_hash']}")
@@ -324,8 +349,20 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
         unchanged,
         icir=rank['icir'] if rank else None,
         ranking=rank is not None,
+        n_effective=n_eff,
         n_boot=n_boot,
     )
+    if sw.height:        # what the sweeps cost: their points are trials, and the best-of-N null Sharpe rises with N
+        dk = next(k for k in checks if k.name == 'deflated_sharpe')
+        sd = (dk.details.get('trial_sharpe_std_annualized') or 0.0) / math.sqrt(ppy)
+        n0 = max(1, n_trials - sw.unique().height)             # the trials without the sweeps' points (raw count)
+        states = _read(run / 'sweeps.parquet')['state'].value_counts(sort=True)
+        what = ', '.join(f"{n} {st.lower()}" for st, n in states.iter_rows())
+        before = stats.expected_max_sharpe(n0, sd) * math.sqrt(ppy) if sd > 0 else 0.0
+        dk.sentence += (f" The sweeps evaluated {states['count'].sum()} point(s) ({what}), every one a trial here"
+                        + (f": counting them raised the best-of-N null Sharpe from {before:.2f} (without them) to "
+                           f"{dk.details['sr0_annualized']:.2f}." if cfg.gate.dsr_trials == 'raw' else '.'))
+        dk.details['sweep_points'] = int(states['count'].sum()); dk.details['sr0_without_sweeps_annualized'] = before
     v = decide(checks)
     failed_names = [k.name for k in checks if k.passed is False]
     sentence = (
@@ -341,6 +378,8 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
         'verdict': v,
         'candidate': cand,
         'n_trials': int(n_trials),
+        'n_trials_effective': n_eff,
+        'n_sweep_points': int(sw.height),
         'sentence': sentence,
         'checks': [{**asdict(k)} for k in checks],
         'selection_metric': sel.get('metric'),

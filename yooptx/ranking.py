@@ -11,7 +11,8 @@ from .core import UserError
 
 # %% auto #0
 __all__ = ['MIN_ASSETS', 'RankingError', 'daily_ic', 'newey_west_t', 'ic_summary', 'top_k_precision', 'quantile_returns',
-           'quantile_spread', 'competition_score', 'long_short_positions', 'ranking_report', 'submission_frame']
+           'quantile_spread', 'competition_score', 'long_short_positions', 'ranking_report', 'lag_frame',
+           'submission_table', 'submission_frame']
 
 # %% ../nbs/18_ranking.ipynb #2d094303
 MIN_ASSETS = 5          # a panel narrower than this cannot be judged as a ranking
@@ -176,25 +177,71 @@ def ranking_report(preds: pl.DataFrame,          # test predictions (timestamp, 
     return out
 
 # %% ../nbs/18_ranking.ipynb #14d91938
-def submission_frame(run_dir, family: str = 'candidate', split: str = 'test') -> pl.DataFrame:
-    "date_id, timestamp and one column per symbol: `family`'s seed-averaged predictions of the run's `split` rows."
+def lag_frame(preds: pl.DataFrame,              # prediction frame: timestamp, symbol, prediction [, label/fwd_return, pred_h<k>, label_h<k>]
+              dates: pl.Series | None = None,   # the dates that number date_id (default: the frame's own)
+              horizon: int = 1,                 # the traded horizon (the lag of `prediction` when there are no pred_h<k> columns)
+              ) -> pl.DataFrame:
+    "target, lag, date_id, label_date_id, timestamp, prediction, label: one row per (target, lag, date), seeds averaged."
+    lags = sorted(int(c[6:]) for c in preds.columns if c.startswith('pred_h'))
+    lab = 'fwd_return' if 'fwd_return' in preds.columns else ('label' if 'label' in preds.columns else None)
+    cols = {k: (f'pred_h{k}', f'label_h{k}' if f'label_h{k}' in preds.columns else None) for k in lags} or {horizon: ('prediction', lab)}
+    d = (dates if dates is not None else preds['timestamp']).unique().sort()
+    ids = pl.DataFrame({'timestamp': d}).with_row_index('date_id').with_columns(pl.col('date_id').cast(pl.Int64))
+    out = []
+    for k, (pc, lc) in cols.items():
+        g = preds.group_by('timestamp', 'symbol').agg(pl.col(pc).mean().alias('prediction'),
+                                                      (pl.col(lc).first() if lc else pl.lit(None, pl.Float64)).cast(pl.Float64).alias('label'))
+        out.append(g.with_columns(pl.lit(k, pl.Int32).alias('lag')))
+    f = pl.concat(out).join(ids, on='timestamp', how='left')
+    if f['date_id'].null_count():
+        raise RankingError(f"{f['date_id'].null_count()} prediction row(s) fall on dates missing from `dates`: give the bars' dates")
+    return (f.with_columns((pl.col('date_id') + pl.col('lag')).alias('label_date_id'))
+            .select(pl.col('symbol').alias('target'), 'lag', 'date_id', 'label_date_id', 'timestamp', 'prediction', 'label')
+            .sort('target', 'lag', 'date_id'))
+
+def submission_table(lags: pl.DataFrame,           # `lag_frame` output
+                     targets: list | None = None,   # data.targets entries (each reads its pair at its lag); None: one column per symbol
+                     horizon: int = 1,              # the lag of symbols (and of entries without a lag)
+                     ) -> pl.DataFrame:
+    "date_id, timestamp and one column per target, in the competition's submission layout."
+    from yooptx.experiment import target_columns
+    spec = target_columns(targets, horizon) if targets else [(t, t, horizon) for t in sorted(lags['target'].unique().to_list())]
+    have = set(zip(lags['target'].to_list(), lags['lag'].to_list()))
+    if miss := [(n, s, k) for n, s, k in spec if (s, k) not in have]:
+        n, s, k = miss[0]
+        raise RankingError(f"target {n!r} needs series {s!r} at lag {k}, which the predictions lack (lags present: "
+                           f"{sorted(set(lags['lag'].to_list()))}): train one head per lag with labels.horizons")
+    parts = {k: lags.filter(pl.col('lag') == k) for k in {k for _, _, k in spec}}
+    for k, g in parts.items():
+        flat = (g.filter(pl.col('target').is_in([s for _, s, kk in spec if kk == k]))
+                .group_by('timestamp').agg(pl.col('prediction').std(ddof=0).alias('sd'), pl.len().alias('n'))
+                .filter((pl.col('n') > 1) & (pl.col('sd') == 0)))
+        if flat.height:
+            raise RankingError(f"the predictions at lag {k} are one value for every target on {flat.height} date(s) (first "
+                               f"{flat.sort('timestamp')['timestamp'][0]}): the competition's metric cannot rank them; submit another family (--family)")
+    out = lags.select('date_id', 'timestamp').unique()
+    for n, s, k in spec:
+        out = out.join(parts[k].filter(pl.col('target') == s).select('date_id', pl.col('prediction').alias(n)), on='date_id', how='left')
+    return out.sort('date_id')
+
+def submission_frame(run_dir, family: str = 'candidate', split: str = 'test', layout: str = 'wide') -> pl.DataFrame:
+    """`family`'s seed-averaged predictions of the run's `split` rows: the submission (layout='wide': date_id, timestamp,
+    one column per target) or the long `lag_frame` (layout='long')."""
     import json
     from pathlib import Path
+    from yooptx.runs import read_run_config
     run = Path(run_dir)
     sel_p, pred_p = run / 'selection.json', run / 'predictions.parquet'
     if not sel_p.exists() or not pred_p.exists(): raise RankingError(f"{run} is not a finished bake-off (no selection.json / predictions.parquet)")
+    if layout not in ('wide', 'long'): raise RankingError(f"layout={layout!r}: 'wide' (the submission) or 'long' (one row per target, lag and date)")
     sel = json.loads(sel_p.read_text())
     fams = sel.get('families', {})
     h = sel.get('candidate_params_hash') if family == 'candidate' else fams.get(family, {}).get('params_hash')
     if h is None: raise RankingError(f"family {family!r} has no selected configuration in {run.name}; known: candidate, {', '.join(fams)}")
-    p = (pl.scan_parquet(pred_p).filter((pl.col('encoder') == family) & (pl.col('params_hash') == h) & (pl.col('split') == split))
-         .group_by('timestamp', 'symbol').agg(pl.col('prediction').mean()).collect())
+    p = pl.scan_parquet(pred_p).filter((pl.col('encoder') == family) & (pl.col('params_hash') == h) & (pl.col('split') == split)).collect()
     if not p.height: raise RankingError(f"{family!r} has no {split!r} predictions in {run.name}")
-    flat = p.group_by('timestamp').agg(pl.col('prediction').std(ddof=0).alias('sd'), pl.len().alias('n')).filter((pl.col('n') > 1) & (pl.col('sd') == 0))
-    if flat.height:
-        raise RankingError(f"{family!r} predicts one value for every symbol on {flat.height} date(s) (first {flat.sort('timestamp')['timestamp'][0]}): "
-                           f"the competition's metric cannot rank them; submit another family (--family)")
-    dates = pl.read_parquet(run / 'bars.parquet', columns=['timestamp']) if (run / 'bars.parquet').exists() else p.select('timestamp')
-    ids = dates.unique().sort('timestamp').with_row_index('date_id').with_columns(pl.col('date_id').cast(pl.Int64))
-    w = p.pivot(on='symbol', index='timestamp', values='prediction', sort_columns=True)
-    return ids.join(w, on='timestamp', how='inner').sort('date_id')
+    p = p.select([c for c in p.columns if not (c.startswith('pred_h') and p[c].null_count() == p.height)])   # another family's lag columns
+    cfg = read_run_config(run)
+    dates = pl.read_parquet(run / 'bars.parquet', columns=['timestamp'])['timestamp'] if (run / 'bars.parquet').exists() else None
+    long = lag_frame(p, dates, cfg.labels.horizon)
+    return long if layout == 'long' else submission_table(long, cfg.data.targets, cfg.labels.horizon)

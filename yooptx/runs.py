@@ -120,7 +120,7 @@ def open_run(run_dir: str | Path, config: ExperimentConfig | None = None) -> Pat
     run = Path(run_dir)
     old = read_run_config(run)
     if config is not None:
-        diff = config_diff(old, config)
+        diff = [k for k in config_diff(old, config) if not k.startswith("executor")]   # where trials run is not what the run is
         if diff:
             a, b = to_dict(old), to_dict(config)
             def get(d, k):

@@ -15,10 +15,10 @@ from .metrics import sharpe_from_moments, sharpe_ratio
 
 # %% auto #0
 __all__ = ['MIN_OBS', 'EULER_GAMMA', 'SCHEMES', 'StatsError', 'sharpe_rows', 'sharpe_se', 'psr_from_moments', 'PSRResult',
-           'probabilistic_sharpe', 'expected_max_sharpe', 'DSRResult', 'deflated_sharpe', 'min_trl_from_moments',
-           'MinTRLResult', 'min_track_record', 'required_sharpe', 'optimal_block_length', 'block_indices',
-           'BootstrapCI', 'bootstrap_ci', 'PairedTestResult', 'paired_bootstrap_test', 'DMResult', 'newey_west_lrv',
-           'diebold_mariano', 'PBOResult', 'pbo', 'SeedDispersion', 'seed_dispersion']
+           'probabilistic_sharpe', 'expected_max_sharpe', 'DSRResult', 'deflated_sharpe', 'effective_trials',
+           'min_trl_from_moments', 'MinTRLResult', 'min_track_record', 'required_sharpe', 'optimal_block_length',
+           'block_indices', 'BootstrapCI', 'bootstrap_ci', 'PairedTestResult', 'paired_bootstrap_test', 'DMResult',
+           'newey_west_lrv', 'diebold_mariano', 'PBOResult', 'pbo', 'SeedDispersion', 'seed_dispersion']
 
 # %% ../nbs/50_stats.ipynb #c1fb47a8
 MIN_OBS = 5                 # fewest finite returns a Sharpe statistic accepts
@@ -201,6 +201,32 @@ def deflated_sharpe(returns,                 # per-period returns of the selecte
         float(0.5 if d['sr'] == 0 else d['sr'] > 0)
     return DSRResult(dsr=p, sr0=sr0, n_trials=int(n_trials), trial_sharpe_std=float(trial_sharpe_std), psr=psr0,
                      sr0_annualized=None if annualization is None else sr0 * math.sqrt(annualization), **d)
+
+# %% ../nbs/50_stats.ipynb #dd3e8f08
+def effective_trials(trial_returns,      # (time, trials) per-period returns (NaN where a trial has no value), or a polars frame of trial columns
+                     min_overlap: int = 20,   # pairs sharing fewer bars count as uncorrelated
+                     ) -> float:
+    "Effective number of independent trials: the debiased participation ratio N² / Σ ρ²ᵢⱼ of the trials' correlation matrix."
+    m = trial_returns.select([c for c in trial_returns.columns if c != 'timestamp']).to_numpy() if hasattr(trial_returns, 'select') \
+        else np.asarray(trial_returns, np.float64)
+    m = np.asarray(m, np.float64)
+    if m.ndim != 2: raise StatsError(f"trial_returns: expected a (time, trials) matrix, got shape {m.shape}")
+    n = m.shape[1]
+    if n <= 1: return float(n)
+    ok = np.isfinite(m)
+    x = np.where(ok, m, 0.0)
+    cnt = ok.T.astype(np.float64) @ ok                       # bars each pair shares
+    s1 = x.T @ ok; s2 = (x * x).T @ ok                        # sums of trial i's values (squares) over the bars shared with j
+    sxy = x.T @ x
+    with np.errstate(invalid='ignore', divide='ignore'):
+        cov = sxy / cnt - (s1 / cnt) * (s1.T / cnt)
+        vi = s2 / cnt - (s1 / cnt) ** 2
+        rho = cov / np.sqrt(vi * vi.T)
+        r2 = np.where((cnt >= min_overlap) & np.isfinite(rho), np.maximum(rho * rho - 1.0 / np.maximum(cnt, 1), 0.0), 0.0)
+    np.fill_diagonal(r2, 1.0)
+    flat = ~np.isfinite(np.diag(vi)) | (np.diag(vi) <= 0)    # a trial that never traded is one trial of its own
+    r2[flat, :] = 0.0; r2[:, flat] = 0.0; r2[flat, flat] = 1.0
+    return float(min(n, max(1.0, n * n / r2.sum())))
 
 # %% ../nbs/50_stats.ipynb #d3a3e1b6
 def min_trl_from_moments(sr, skew=0.0, kurtosis=3.0, sr_benchmark=0.0, confidence=0.95) -> float:

@@ -61,10 +61,11 @@ def baseline_tasks(config: ExperimentConfig, folds: Sequence[int]) -> list[dict]
                 )
     return out
 
-def plan_trials(config: ExperimentConfig, folds: Sequence[int]) -> list[dict]:
+def plan_trials(config: ExperimentConfig, folds: Sequence[int],
+                sweeps: dict | None = None) -> list[dict]:   # encoder -> the points its Optuna sweep evaluated (`read_sweep_points(run)`)
     "Every trial of a bake-off: masked-LM pretraining (for bert/fusion with pretrained: true), encoder trials (every grid point × fold × seed), baseline trials, then RL agent trials (which may start from the encoders' checkpoints)."
     enc = (
-        plan(config, folds=list(folds))
+        plan(config, folds=list(folds), sweeps=sweeps)
         if any(s.enabled for s in config.encoders.values())
         else plan(config, encoders=[], folds=list(folds))
     )
@@ -180,11 +181,12 @@ def assemble(run_dir, data: ExperimentData) -> dict:
     ok = led.filter(pl.col('status') == 'ok').unique('trial_id', keep='last', maintain_order=True)
     frames = [pl.read_parquet(run / p) for p in ok['predictions'].to_list() if p and (run / p).exists()]
     if not frames: raise UserError(f"run {run.name}: no trial finished (see ledger.parquet / train.log for the errors)")
-    raw = stitch_trials(frames)
+    raw = every = stitch_trials(frames)
     folds = [f.fold for f in data.folds]
     # a configuration with a failed (or never finished) trial is not eligible: its test record would have holes
     planned: dict[tuple, int] = {}
-    for t in plan_trials(cfg, folds):
+    from yooptx.experiments.sweeps import read_sweep_points
+    for t in plan_trials(cfg, folds, read_sweep_points(run)):   # a sweep's points like grid points (a pruned one is incomplete)
         planned[(t['encoder'], t['params_hash'])] = planned.get((t['encoder'], t['params_hash']), 0) + 1
     done = {
         (r['encoder'], r['params_hash']): r['len']
@@ -261,6 +263,11 @@ def assemble(run_dir, data: ExperimentData) -> dict:
         bt = pl.concat([bt, run_predictions(data.bars, sf, cfg.costs, cfg.backtest, data.calendar, data.freq, split='test',
                                             supervisor=cfg.supervisor, vix=data.vix())], how='diagonal_relaxed')
     atomic_write(run / 'backtest.parquet', writer=lambda tmp: bt.write_parquet(tmp))
+    # every trial configuration's validation returns (a pruned sweep point's early folds too): the gate's effective number of trials
+    tv = every.filter((pl.col('split') == 'val') & ~pl.col('encoder').is_in(list(cfg.baselines)) & ~pl.col('encoder').str.starts_with('pretrain:'))
+    if tv.height:
+        vb = run_predictions(data.bars, tv, cfg.costs, cfg.backtest, data.calendar, data.freq, split='val')
+        atomic_write(run / 'val_backtest.parquet', writer=lambda tmp: vb.write_parquet(tmp))
     selection = {
         'metric': metric,
         'candidate': cand,
@@ -317,6 +324,8 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
             jobs: int | None = 1,                    # trials at once (>1: a local process pool); None: one per core when it pays
             threads: int | None = None,              # torch threads per trial; None: the cores the machine's load leaves, shared out
             progress: bool = True,
+            executor: str | None = None,             # 'local' or 'ray' (None: the config's executor.kind)
+            address: str | None = None,              # a Ray cluster to join (None: executor.address, $RAY_ADDRESS, else a local Ray)
             track: bool | None = None,               # mirror the run into MLflow (None: config track.enabled, unless $YOOPTX_NO_TRACK)
             tracking_uri: str | None = None) -> Path:   # MLflow store (None: config track.uri, $MLFLOW_TRACKING_URI, or sqlite under $YOOPTX_HOME)
     "Run (or resume) a bake-off into a run folder; return its path."
@@ -325,6 +334,12 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
         if isinstance(config, ExperimentConfig) and not overrides
         else load_config(config if not isinstance(config, ExperimentConfig) else to_dict(config), list(overrides))
     )
+    if executor is not None or address is not None:      # where trials run: not part of the run's identity
+        from dataclasses import replace
+        kind = executor or ('ray' if address else cfg.executor.kind)
+        if kind not in ('local', 'ray'): raise UserError(f"executor={kind!r}: 'local' (in-process, or --jobs N processes) or 'ray'")
+        if address and kind != 'ray': raise UserError("--address joins a Ray cluster: use it with --executor ray")
+        cfg = replace(cfg, executor=replace(cfg.executor, kind=kind, address=address or cfg.executor.address))
     if cfg.splits.val_fraction <= 0:
         raise UserError(
             "splits.val_fraction is 0: a bake-off chooses configurations on validation rows only, so it needs some"
@@ -340,7 +355,8 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
         if run_dir is not None and (Path(run_dir) / 'ledger.parquet').exists()
         else set()
     )
-    executor = make_executor(jobs, threads, n_tasks=sum(t['trial_id'] not in done for t in tasks))
+    executor = make_executor(jobs, threads, n_tasks=sum(t['trial_id'] not in done for t in tasks), executor=cfg.executor)
+    if hasattr(executor, 'start'): executor.start()     # Ray: reachable, and a trial's resources exist there — before anything is written
     vet_data(cfg, data)                                             # short folds and missing features first: they explain a short window
     check_windows(data, [t for t in tasks if t['trial_id'] not in done])
     if cfg.backtest.portfolio == 'long_short' and len(data.symbols) < 5:   # a ranking needs a cross-section (refused before training)
@@ -368,6 +384,11 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
             # stages: masked-LM pretraining, then encoders and baselines (a pretrained bert starts from its fold's
             # pretraining), then RL agents (which may start from the encoders' checkpoints)
             s.run([t for t in tasks if t['kind'] == 'pretrain'], executor, on_row=tick, fn=run_trial)
+            if any(e.enabled and e.search.method == 'optuna' for e in cfg.encoders.values()):   # points proposed one after another
+                from yooptx.experiments.sweeps import run_sweeps
+                def grow(n):
+                    bar.total += n; bar.refresh()
+                run_sweeps(s, executor, on_row=tick, on_point=grow)
             s.run([t for t in tasks if t['kind'] not in ('rl', 'pretrain')], executor, on_row=tick, fn=run_trial)
             s.run([t for t in tasks if t['kind'] == 'rl'], executor, on_row=tick, fn=run_trial)
         finally: bar.close()
@@ -376,6 +397,6 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
         if toks:                             # every fitted token vocabulary of the run, by hash (pretraining and fine-tuning alike)
             from yooptx.models.tokens import Tokenizer
             update_manifest(s.path, tokenizers={k: Tokenizer.from_dict(v, k).hash for k, v in toks.items()})
-        s.finish(n_trials=len(tasks), n_failed=failed[0], candidate=sel['candidate'])
+        s.finish(n_trials=bar.total, n_failed=failed[0], candidate=sel['candidate'])
     track_quietly(s.path, cfg, tracking_uri, track)     # the driver alone writes to MLflow; a failure is a warning
     return s.path

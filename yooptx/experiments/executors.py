@@ -11,7 +11,8 @@ from ..core import UserError
 from ..runs import InProcess
 
 # %% auto #0
-__all__ = ['default_threads', 'default_jobs', 'torch_threads', 'LocalExecutor', 'ProcessExecutor', 'make_executor']
+__all__ = ['default_threads', 'default_jobs', 'torch_threads', 'LocalExecutor', 'worker_log', 'ProcessExecutor', 'RayExecutor',
+           'make_executor']
 
 # %% ../../nbs/experiments/51_executors.ipynb #246e97fd
 def default_threads(jobs: int = 1, load: float | None = None) -> int:
@@ -63,7 +64,22 @@ def _init_worker(data, threads: int, parent: int | None = None):
     torch.set_num_threads(max(1, threads))
     _WORKER['data'] = data
 
-def _in_worker(fn: Callable, task: dict, run_dir) -> dict: return fn(task, _WORKER['data'], run_dir)
+def worker_log(run_dir) -> None:
+    "In a worker process: the `yooptx` logger also writes to the run's train.log (once per run folder), as in the driver."
+    import logging
+    from pathlib import Path
+    p = Path(run_dir) / 'train.log'
+    if _WORKER.get('log') == str(p) or not p.parent.is_dir(): return
+    lg = logging.getLogger('yooptx')
+    for h in [h for h in lg.handlers if getattr(h, '_yooptx_worker', False)]: lg.removeHandler(h); h.close()
+    fh = logging.FileHandler(p); fh._yooptx_worker = True
+    fh.setFormatter(logging.Formatter(f'%(asctime)s %(levelname)s %(name)s [worker {os.getpid()}]: %(message)s'))
+    lg.addHandler(fh); lg.setLevel(logging.INFO)
+    _WORKER['log'] = str(p)
+
+def _in_worker(fn: Callable, task: dict, run_dir) -> dict:
+    worker_log(run_dir)                                  # a pool worker's log lines reach train.log too
+    return fn(task, _WORKER['data'], run_dir)
 
 def _positive(n, what: str) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -106,9 +122,102 @@ def _stop_workers(ex: cf.ProcessPoolExecutor, grace: float = 5.0):
         if p.is_alive(): p.kill()
     ex.shutdown(wait=False, cancel_futures=True)
 
+# %% ../../nbs/experiments/51_executors.ipynb #93c57f62
+def _ray():
+    try: import ray
+    except ImportError:
+        raise UserError("the Ray executor needs Ray, an optional part: pip install 'yooptx[ray]' (or run with --jobs N for a local process pool)") from None
+    return ray
+
+def _ray_trial(fn: Callable, task: dict, data, run_dir: str, threads: int) -> dict:
+    "One trial in a Ray worker: its torch threads, the run's train.log, then the trial."
+    import torch
+    torch.set_num_threads(max(1, int(threads)))
+    worker_log(run_dir)
+    return fn(task, data, run_dir)
+
+class RayExecutor:
+    "Trials as Ray tasks with declared resources on a local Ray (started here) or a cluster (`address`, or $RAY_ADDRESS)."
+    def __init__(self, address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0, max_retries: int = 2,
+                 threads: int | None = None, local_cpus: int | None = None):
+        if not num_cpus > 0: raise UserError(f"executor.num_cpus={num_cpus}: each trial declares at least a fraction of a CPU (> 0)")
+        if num_gpus < 0: raise UserError(f"executor.num_gpus={num_gpus}: must be >= 0")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise UserError(f"executor.max_retries={max_retries!r}: an integer >= 0")
+        self.address = address or os.environ.get('RAY_ADDRESS') or None
+        self.num_cpus, self.num_gpus, self.max_retries = float(num_cpus), float(num_gpus), max_retries
+        self.threads = _positive(threads, 'threads') if threads is not None else max(1, int(num_cpus))
+        self.local_cpus = local_cpus or os.cpu_count() or 1
+        self.jobs = max(1, int(self.local_cpus // self.num_cpus)) if self.address is None else 1   # for the memory check (local)
+        self._ref = None
+    def start(self):
+        "Start (or join) Ray and check that a trial's resources exist there; the ray module."
+        ray = _ray()
+        if not ray.is_initialized():
+            import logging
+            if self.address: _probe(self.address)          # a wrong address fails here in seconds, not after Ray's minutes of retries
+            kw = dict(include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING, configure_logging=False)
+            try:
+                if self.address: ray.init(address=self.address, **kw)
+                else: ray.init(num_cpus=self.local_cpus, num_gpus=_local_gpus(), **kw)
+            except Exception as e:
+                raise UserError(f"cannot start or reach Ray{f' at {self.address}' if self.address else ''}: {type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:300] if str(e) else ''} — check the address (`ray status` on the head node), "
+                                f"or leave --address/RAY_ADDRESS out for a local Ray") from None
+        have = ray.cluster_resources()
+        for k, need in (('CPU', self.num_cpus), ('GPU', self.num_gpus)):
+            if need > have.get(k, 0.0):
+                raise UserError(f"each trial asks for {need:g} {k}(s) (executor.num_{k.lower()}s) but the Ray cluster has "
+                                f"{have.get(k, 0.0):g}: no trial could ever run; lower it or add {k} nodes")
+        if not self.address: self.jobs = max(1, int(have.get('CPU', 1) // self.num_cpus))
+        return ray
+    def map(self, fn: Callable, tasks: Sequence[dict], data, run_dir) -> Iterator[dict]:
+        if not tasks: return
+        ray = self.start()
+        from yooptx.runs import trial_row
+        if self._ref is None or self._ref[0] is not data: self._ref = (data, ray.put(data))   # the data go to the object store once
+        remote = ray.remote(_ray_trial).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries,
+                                                retry_exceptions=False)
+        refs = {remote.remote(fn, t, self._ref[1], str(run_dir), self.threads): t for t in tasks}
+        pending = list(refs)
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for r in done:
+                    try: yield ray.get(r)
+                    except ray.exceptions.RayError as e:    # the worker died (after its retries) or Ray lost the task
+                        t = refs[r]
+                        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ''
+                        yield trial_row(t, status='failed', error=f"{type(e).__name__}: {msg} (after {self.max_retries} retr"
+                                                                  f"{'y' if self.max_retries == 1 else 'ies'})")
+        except BaseException:                            # Ctrl-C / SIGTERM / a raising consumer: nothing outstanding keeps running
+            for r in pending: ray.cancel(r, force=True)
+            raise
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    "A TCP connection to a Ray address (host:port or ray://host:port), or one clear error naming it."
+    import socket
+    if address == 'auto': return
+    hp = address.split('://', 1)[-1].rsplit(':', 1)
+    if len(hp) != 2 or not hp[1].isdigit():
+        raise UserError(f"Ray address {address!r}: expected host:port (e.g. 10.0.0.5:6379) or ray://host:10001")
+    try: socket.create_connection((hp[0], int(hp[1])), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"cannot start or reach Ray at {address}: nothing answers there ({e.strerror or e}) — check the address "
+                        f"(`ray status` on the head node), or leave --address/RAY_ADDRESS out for a local Ray") from None
+
+def _local_gpus() -> int:
+    try:
+        import torch
+        return torch.cuda.device_count()
+    except Exception: return 0
+
 def make_executor(jobs: int | None = 1,          # trials at once; None: `default_jobs(n_tasks)`
                   threads: int | None = None,    # torch threads per trial; None: `default_threads(jobs)`
-                  n_tasks: int = 0):             # trials to run (for the automatic choice)
-    "In-process for one job, else a process pool; each with its thread policy."
+                  n_tasks: int = 0,              # trials to run (for the automatic choice)
+                  executor=None):                # the config's `executor:` section (ExecutorConfig): kind 'ray' makes a RayExecutor
+    "In-process for one job, else a process pool; each with its thread policy; or Ray tasks when the executor config says so."
+    if executor is not None and getattr(executor, 'kind', 'local') == 'ray':
+        return RayExecutor(executor.address, executor.num_cpus, executor.num_gpus, executor.max_retries, threads)
     jobs = default_jobs(n_tasks) if jobs is None else _positive(jobs, 'jobs')
     return LocalExecutor(threads) if jobs == 1 else ProcessExecutor(jobs, threads)

@@ -15,7 +15,8 @@ from ..tracking import _client, resolve_uri, track_run
 
 # %% auto #0
 __all__ = ['log', 'RegistryError', 'registry_dir', 'register', 'promotion_log', 'promotion_checks', 'promote', 'rollback',
-           'models', 'parse_ref', 'show', 'registry_state', 'predict_model', 'export']
+           'models', 'parse_ref', 'show', 'registry_state', 'predict_bars', 'predict_model', 'latest_predictions',
+           'export']
 
 # %% ../../nbs/experiments/54_registry.ipynb #d29d7684
 log = logging.getLogger('yooptx.registry')
@@ -295,12 +296,37 @@ def registry_state(run_dir, uri: str | None = None) -> dict:
     return out
 
 # %% ../../nbs/experiments/54_registry.ipynb #120bc989
-def predict_model(ref: str, data: str, start: str | None = None, end: str | None = None, uri: str | None = None) -> pl.DataFrame:
-    "timestamp, symbol, prediction, target (and prob_* columns) of the registered model on data set `data` between `start` and `end`."
-    from yooptx.backtest import size_positions
+def predict_bars(cfg, checkpoints: list, data: str, start: str | None = None, end: str | None = None,
+                 trained_on: tuple | None = None, what: str = 'the model') -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(bars, predictions) of `checkpoints` (seeds averaged: prediction, pred_h<k>, prob_<c>) on data set `data`: bars up to
+    `end`, features over the whole history, rows from `start` on."""
     from yooptx.data import DataCatalog
+    from yooptx.experiment import spread_bars, target_names
     from yooptx.features import build, load_exog
     from yooptx.training.checkpoints import load
+    cat = DataCatalog(); info = cat.info(data)
+    cal, freq = info.get('calendar') or '24/7', info['freq']
+    if trained_on and (cal, freq) != tuple(trained_on):
+        raise RegistryError(f"data set {data} has {freq} bars on calendar {cal}; {what} was trained on {trained_on[1]} bars on {trained_on[0]}: "
+                            f"give a data set with the model's bars (or resample it: yooptx data resample)")
+    bars = cat.load(data, None, None, end)
+    if cfg.data.targets and not set(target_names(cfg.data.targets)) <= set(bars['symbol'].unique().to_list()):
+        bars = spread_bars(bars, cfg.data.targets)
+    exog = load_exog(cfg.features.exog, cfg.features.exog_lag_bars) if cfg.features.exog else None
+    feats = build(bars, cfg.features.names or None, exog=exog, preset=None if cfg.features.names else cfg.features.preset, freq=freq, calendar=cal,
+                  dtype=cfg.features.dtype)
+    rows = np.flatnonzero((feats['timestamp'] >= pl.Series([start]).str.to_datetime(time_zone='UTC')[0]).to_numpy()) if start else None
+    if rows is not None and not rows.size: raise RegistryError(f"data set {data} has no bars from {start}{f' to {end}' if end else ''}")
+    if not bars.height: raise RegistryError(f"data set {data} has no bars up to {end}")
+    preds = [load(c).predict(feats, rows) for c in checkpoints]
+    keys = ['timestamp', 'symbol']
+    extra = [c for c in preds[0].columns if c.startswith(('prob_', 'pred_h'))]
+    out = pl.concat(preds).group_by(keys, maintain_order=True).agg(pl.col('prediction').mean(), *[pl.col(c).mean() for c in extra])
+    return bars, out.sort('symbol', 'timestamp')
+
+def predict_model(ref: str, data: str, start: str | None = None, end: str | None = None, uri: str | None = None) -> pl.DataFrame:
+    "timestamp, symbol, prediction, target (and prob_* / pred_h<k> columns) of the registered model on data set `data` from `start` to `end`."
+    from yooptx.backtest import size_positions
     _, client = _client(resolve_uri(uri))
     n, r = parse_ref(ref)
     v = _version(client, n, r)
@@ -310,21 +336,31 @@ def predict_model(ref: str, data: str, start: str | None = None, end: str | None
     if any(not c['path'].endswith('.ckpt') for c in cks):
         raise RegistryError(f"{n} version {v.version} is an RL agent or an ensemble: `predict` serves supervised encoder checkpoints; "
                             f"load an agent with yooptx.rl.agent.load_agent")
-    cat = DataCatalog(); info = cat.info(data)
-    cal, freq = info.get('calendar') or '24/7', info['freq']
-    if (cal, freq) != (m['calendar'], m['freq']):
-        raise RegistryError(f"data set {data} has {freq} bars on calendar {cal}; the model was trained on {m['freq']} bars on {m['calendar']}: "
-                            f"give a data set with the model's bars (or resample it: yooptx data resample)")
-    bars = cat.load(data, None, start, end)
-    if not bars.height: raise RegistryError(f"data set {data} has no bars between {start} and {end}")
     cfg = load_config(f / 'config.yaml')
-    exog = load_exog(cfg.features.exog, cfg.features.exog_lag_bars) if cfg.features.exog else None
-    feats = build(bars, cfg.features.names or None, exog=exog, preset=None if cfg.features.names else cfg.features.preset, freq=freq, calendar=cal)
-    preds = [load(f / c['path']).predict(feats) for c in cks]
+    bars, out = predict_bars(cfg, [f / c['path'] for c in cks], data, start, end, (m['calendar'], m['freq']))
+    pos = size_positions(bars, out, cfg.backtest, calendar=m['calendar'], freq=m['freq'])
     keys = ['timestamp', 'symbol']
-    out = pl.concat(preds).group_by(keys, maintain_order=True).agg(pl.col('prediction').mean(), *[pl.col(c).mean() for c in preds[0].columns if c.startswith('prob_')])
-    pos = size_positions(bars, out, cfg.backtest, calendar=cal, freq=freq)
     return out.join(pos.select(*keys, 'target'), on=keys, how='left').sort('symbol', 'timestamp')
+
+def latest_predictions(run_dir, family: str = 'candidate', data: str | None = None, start: str | None = None,
+                       end: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    "(bars, predictions) of a run's `family` (its last fold's models, seeds averaged) on data set `data` (default: the run's) from `start`."
+    run = resolve_run(run_dir)
+    sel_p = run / 'selection.json'
+    if not sel_p.exists(): raise RegistryError(f"run {run.name} has no selection.json: finish the bake-off first")
+    cfg = read_run_config(run)
+    _, ch = _choices(run, json.loads(sel_p.read_text()), family)
+    k = max(ch); e, h = ch[k]
+    led = pl.read_parquet(run / 'ledger.parquet').filter((pl.col('status') == 'ok') & (pl.col('encoder') == e) & (pl.col('params_hash') == h)
+                                                         & (pl.col('fold') == k) & pl.col('checkpoint').is_not_null()).unique('trial_id', keep='last')
+    paths = [Path(c) if Path(c).is_absolute() else run / c for c in led['checkpoint'].to_list()]
+    if not paths or not all(str(p).endswith('.ckpt') for p in paths):
+        raise RegistryError(f"the last fold's choice {e!r} of run {run.name} has no encoder checkpoint (a baseline, an ensemble or an RL agent): "
+                            f"give --family with an encoder family")
+    man = json.loads((run / 'manifest.json').read_text()) if (run / 'manifest.json').exists() else {}
+    d = man.get('data', {})
+    return predict_bars(cfg, paths, data or cfg.data.name, start, end, (d.get('calendar'), d.get('freq')) if d.get('freq') else None,
+                        f"run {run.name}")
 
 def export(ref: str, dest, uri: str | None = None) -> Path:
     "A self-contained folder of a version (checkpoints, config, features, normalizer inside each checkpoint, manifest, README)."

@@ -243,7 +243,8 @@ def replay(run_dir,                        # a finished bake-off run folder
                          else Decision('OK', 1.0, (st.get('reason', 'resumed'),), 'kill-switch'), 0.0, wall=time.time())
         a = time.perf_counter()
         prefix = bars.filter(pl.col('timestamp') <= t)
-        feats = build(prefix, cfg.features.names, exog=exog, preset=None if cfg.features.names else cfg.features.preset, freq=freq, calendar=cal)
+        feats = build(prefix, cfg.features.names, exog=exog, preset=None if cfg.features.names else cfg.features.preset, freq=freq, calendar=cal,
+                      dtype=cfg.features.dtype)
         r_t = np.flatnonzero((feats['timestamp'] == t).to_numpy())
         tgt = []
         for s in seeds:

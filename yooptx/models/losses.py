@@ -151,7 +151,8 @@ class Loss(nn.Module):
         )
         self.quantiles = list(train_cfg.quantiles)
         self.register_buffer('weight', weight, persistent=False)
-        self.needs = {'rank': ('fwd_return', 'groups'), 'sharpe': ('fwd_return',)}.get(name, ())
+        self.rank_weight = float(getattr(train_cfg, 'rank_weight', 0.0)) if name in ('huber', 'mse') else 0.0
+        self.needs = {'rank': ('fwd_return', 'groups'), 'sharpe': ('fwd_return',)}.get(name, ('fwd_return', 'groups') if self.rank_weight else ())
 
     def signal(self, output: Tensor) -> Tensor:
         "The trading signal of a head output: expected direction (classes), median quantile, or the regression value."
@@ -173,12 +174,24 @@ class Loss(nn.Module):
             sig = self.signal(output)
             if n == 'sharpe': return sharpe_loss(sig if self.head == 'classification' else torch.tanh(sig), fwd_return)
             if groups is None: raise LossError("loss 'rank' needs group ids (the rows' timestamps) (groups=...)")
+            if self.head == 'regression' and output.dim() == 2 and output.shape[1] > 1 and target is not None:
+                return self._rank_heads(output, target, groups)
             return rank_loss(sig, fwd_return, groups)
         if n == 'cross_entropy': return cross_entropy(output, target, self.weight, self.label_smoothing)
         if n == 'focal': return focal_loss(output, target, self.gamma, self.weight, self.label_smoothing)
-        if n == 'huber': return huber_loss(output, target, self.delta)
-        if n == 'mse': return mse_loss(output, target)
+        if n in ('huber', 'mse'):
+            base = huber_loss(output, target, self.delta) if n == 'huber' else mse_loss(output, target)
+            if not self.rank_weight: return base
+            if groups is None: raise LossError(f"{n} with rank_weight needs group ids (the rows' timestamps) (groups=...)")
+            if output.dim() == 2 and output.shape[1] > 1: return base + self.rank_weight * self._rank_heads(output, target, groups)
+            return base + self.rank_weight * rank_loss(self.signal(output), target, groups)
         return quantile_loss(output, target, self.quantiles)
+
+    def _rank_heads(self, output: Tensor, target: Tensor, groups: Tensor) -> Tensor:
+        "Mean over the heads of a multi-horizon output of each head's pairwise rank loss against its own horizon's target."
+        t = target.float().reshape(output.shape[0], -1)
+        if t.shape != output.shape: raise LossError(f"rank loss: {output.shape[1]} heads but targets of shape {tuple(target.shape)}")
+        return torch.stack([rank_loss(output[:, j], t[:, j], groups) for j in range(output.shape[1])]).mean()
 
     def extra_repr(self) -> str: return f"{self.name}, kind={self.kind}, head={self.head}"
 

@@ -25,8 +25,8 @@ from .checkpoints import CheckpointError, Predictor, check_resume, load, read_ch
 from .module import SequenceModel, make_meta, make_trainer, quiet_lightning, trial_paths
 
 # %% auto #0
-__all__ = ['log', 'grid_points', 'resolve_params', 'plan', 'train_trial', 'encoder_trial', 'split_loss', 'stitch_trials', 'fit',
-           'predict']
+__all__ = ['log', 'grid_points', 'search_space', 'random_points', 'search_points', 'resolve_params', 'plan', 'train_trial',
+           'encoder_trial', 'split_loss', 'stitch_trials', 'fit', 'predict']
 
 # %% ../../nbs/training/27_driver.ipynb #324d0403
 log = logging.getLogger('yooptx.train')
@@ -36,6 +36,41 @@ def grid_points(spec) -> list[dict]:
     keys = list(spec.grid)
     return [{**spec.params, **dict(zip(keys, combo))} for combo in itertools.product(*(spec.grid[k] for k in keys))]
 
+def search_space(spec) -> dict:
+    "An encoder's search space: `search.space`, else the grid's lists as choices."
+    return dict(spec.search.space) if spec.search.space else {k: list(v) for k, v in spec.grid.items()}
+
+def _draw(v, rng: np.random.Generator):
+    "One value of a space entry: a choice, or a (log-)uniform number in [low, high] (an integer with int: true), 4 significant digits."
+    if isinstance(v, list): return v[int(rng.integers(len(v)))]
+    lo, hi = float(v['low']), float(v['high'])
+    x = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if v.get('log') else float(rng.uniform(lo, hi))
+    return int(min(max(round(x), lo), hi)) if v.get('int') else float(f"{x:.4g}")
+
+def random_points(spec, encoder: str, seed: int = 0) -> list[dict]:
+    "`search.n_trials` distinct seeded draws from the space (all of a finite space smaller than that), fixed params merged in."
+    import zlib
+    sp, n = search_space(spec), spec.search.n_trials
+    if all(isinstance(v, list) for v in sp.values()): n = min(n, int(np.prod([len(set(map(repr, v))) for v in sp.values()])))
+    rng = np.random.default_rng([int(seed), zlib.crc32(encoder.encode())])
+    out, seen = [], set()
+    for _ in range(1000 * n):
+        if len(out) >= n: break
+        p = {**spec.params, **{k: _draw(v, rng) for k, v in sp.items()}}
+        if (h := params_hash(p)) not in seen: seen.add(h); out.append(p)
+    return out
+
+def search_points(spec, encoder: str, seed: int = 0, recorded: list | None = None) -> list[dict]:
+    "The configurations an encoder's search evaluates: the grid's points, the random draws, or (optuna) the points its sweep recorded."
+    m = spec.search.method
+    if m == 'grid': return grid_points(spec)
+    if m == 'random': return random_points(spec, encoder, seed)
+    return [dict(p) for p in (recorded or [])]
+
+def _probe_point(spec) -> dict:
+    "A point at a corner of the space (first choices, low ends): plan-time validation of the keys a search will vary."
+    return {**spec.params, **{k: (v[0] if isinstance(v, list) else (int(v['low']) if v.get('int') else v['low'])) for k, v in search_space(spec).items()}}
+
 def resolve_params(config: ExperimentConfig, encoder: str, params: dict) -> tuple[dict, TrainConfig]:
     "(encoder params, the trial's TrainConfig) for `params`, both validated."
     enc, tr = split_params(encoder, params)
@@ -43,7 +78,8 @@ def resolve_params(config: ExperimentConfig, encoder: str, params: dict) -> tupl
     return enc, from_dict(TrainConfig, {**to_dict(config.train), **tr}, f"encoders.{encoder}.params")
 
 def plan(config: ExperimentConfig, encoders: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-         folds: Sequence[int] | None = None, n_folds: int | None = None) -> list[dict]:
+         folds: Sequence[int] | None = None, n_folds: int | None = None,
+         sweeps: dict | None = None) -> list[dict]:   # encoder -> params of the points its Optuna sweep has evaluated (`read_sweep_points`)
     "Every encoder trial of an experiment: dicts of kind, encoder, params, params_hash, fold, seed, trial_id (validated before anything is written)."
     bad = [k for k in config.encoders if k not in ENCODER_REGISTRY]
     if bad: raise UserError(f"encoders.{bad[0]}: unknown encoder {bad[0]!r}; known encoders: {', '.join(ENCODER_REGISTRY)}")
@@ -57,15 +93,22 @@ def plan(config: ExperimentConfig, encoders: Sequence[str] | None = None, seeds:
     folds = list(range(n_folds if n_folds is not None else config.splits.n_folds) if folds is None else folds)
     out = []
     for e in names:
-        pts = grid_points(config.encoders[e])
-        if len(pts) > config.budget.max_trials_per_encoder:
-            raise UserError(f"encoders.{e}.grid has {len(pts)} points but budget.max_trials_per_encoder is {config.budget.max_trials_per_encoder}: "
-                            f"shrink the grid or raise the budget")
+        spec = config.encoders[e]
+        pts = search_points(spec, e, config.seeds[0], (sweeps or {}).get(e))
+        cap = config.budget.max_trials_per_encoder
+        if spec.search.method == 'grid' and len(pts) > cap:
+            raise UserError(f"encoders.{e}.grid has {len(pts)} points but budget.max_trials_per_encoder is {cap}: shrink the grid, raise "
+                            f"the budget, or sample it (search: {{method: random, n_trials: {cap}}})")
+        if spec.search.method != 'grid':
+            if spec.search.n_trials > cap:
+                raise UserError(f"encoders.{e}.search.n_trials is {spec.search.n_trials} but budget.max_trials_per_encoder is {cap}: "
+                                f"ask for fewer points or raise the budget (every point is a trial the deflated Sharpe counts)")
+            resolve_params(config, e, _probe_point(spec))     # an unknown key or a bad value in the space: refused before anything runs
         for p in pts:
             enc, tcp = resolve_params(config, e, p)
-            if config.labels.horizons is not None and tcp.loss not in ('auto', 'huber', 'mse'):
+            if config.labels.horizons is not None and tcp.loss not in ('auto', 'huber', 'mse', 'rank'):
                 raise UserError(f"encoders.{e}: train.loss {tcp.loss!r} scores one output per row, but labels.horizons trains one head per "
-                                f"horizon: use loss huber or mse (auto), or drop labels.horizons")
+                                f"horizon: use loss huber or mse (auto), rank, or huber with rank_weight; or drop labels.horizons")
             fam = ENCODER_REGISTRY[e][0]
             if hasattr(fam, 'check_features'):   # an encoder that reads features by name (token fields): are they there?
                 from yooptx.features import feature_names
@@ -172,6 +215,9 @@ def train_trial(data,                     # `yooptx.experiment.ExperimentData` (
         log.error("trial %s failed:\n%s", tid, traceback.format_exc())
         row.update(status='failed', error=f"{type(e).__name__}: {e}")
     row.update(duration_s=time.perf_counter() - t0, finished=utc_now())
+    if row['status'] == 'ok':
+        log.info("trial %s ok in %.1f s: %s epoch(s), best %s, %s %s", tid, row['duration_s'], row.get('n_epochs'), row.get('best_epoch'),
+                 tc.monitor, 'n/a' if row.get('val_metric') is None else f"{row['val_metric']:.4f}")
     return row
 
 def encoder_trial(task: dict, data, run_dir) -> dict:
