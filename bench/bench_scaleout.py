@@ -7,8 +7,9 @@ that every mode produced the same ledger trials and the same candidate net Sharp
 `--optuna N`: also an Optuna sweep of N points (TPE, median pruner) of the LSTM on the demo data through the process
 pool: wall time, pruned share, the DSR's N and the effective N, and the resulting deflated Sharpe.
 
-The search: the LSTM with a seeded random search of `--points` learning rates x 3 folds x `--seeds` seeds, plus two
-baselines; one torch thread per trial in every mode, so the modes differ only in how trials are spread.
+The search: a 2-layer LSTM (d_model 32, 64-bar windows, `--epochs` epochs, no early stop) with a seeded random search of
+`--points` learning rates x 3 folds x `--seeds` seeds, plus two baselines; one torch thread per trial in every mode, so
+the modes differ only in how trials are spread.
 """
 import argparse, json, os, sys, tempfile, time
 from pathlib import Path
@@ -17,12 +18,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _harness import header, load_line, quick
 
 
-def config(points: int, seeds: int, extra: dict | None = None):
+def config(points: int, seeds: int, epochs: int = 5, extra: dict | None = None):
     from yooptx.config import load_config
     return load_config('demo', [
-        'encoders={"lstm": {"params": {"d_model": 16}, "search": {"method": "random", "n_trials": %d, '
-        '"space": {"lr": {"low": 0.0003, "high": 0.003, "log": true}}}}}' % points,
-        'ensembles={}', 'baselines=["buy_hold", "momentum"]', f'seeds={list(range(seeds))}', 'budget.max_epochs=3',
+        'encoders={"lstm": {"params": {"d_model": 32, "n_layers": 2}, "search": {"method": "random", "n_trials": %d, '
+        '"space": {"lr": {"low": 0.0003, "high": 0.003, "log": true}}}}}' % points, 'train.window=64', 'train.patience=10',
+        'ensembles={}', 'baselines=["buy_hold", "momentum"]', f'seeds={list(range(seeds))}', f'budget.max_epochs={epochs}',
         f'budget.max_trials_per_encoder={max(points, 30)}', 'track.enabled=false', *(extra or [])])
 
 
@@ -30,17 +31,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--points', type=int, default=2 if quick() else 4)
     ap.add_argument('--seeds', type=int, default=2)
+    ap.add_argument('--epochs', type=int, default=2 if quick() else 5, help='epochs per trial (every trial runs them all: patience 10)')
     ap.add_argument('--optuna', type=int, default=0, help='also run an Optuna sweep of this many points (e.g. 30)')
     ap.add_argument('--quick', action='store_true')
     a = ap.parse_args()
-    header(f"bench_scaleout: LSTM random search of {a.points} points x 3 folds x {a.seeds} seeds + 2 baselines on the demo data; "
+    header(f"bench_scaleout: 2-layer LSTM random search of {a.points} points x 3 folds x {a.seeds} seeds + 2 baselines on the demo data; "
            f"serial vs --jobs 2 vs --executor ray")
     os.environ['YOOPTX_NO_TRACK'] = '1'
     import polars as pl
     from yooptx.experiment import prepare
     from yooptx.experiments.bakeoff import bakeoff
     from yooptx.gate import evaluate
-    cfg = config(a.points, a.seeds)
+    cfg = config(a.points, a.seeds, a.epochs)
     data = prepare(cfg)
     root = Path(tempfile.mkdtemp(prefix='bench_scaleout_'))
     res = {}

@@ -179,7 +179,7 @@ def test_verdict_views(view):
     st = views.statistics_table(view, v)
     names = ' '.join(st['statistic'])
     for s in ('net Sharpe', 'CI', 'deflated', 'trials', 'Diebold', 'overfitting', 'seed spread', 'break-even'): assert s in names, s
-    assert st.filter(pl.col('statistic') == 'trials (ledger)')['value'][0] == str(v['n_trials'])
+    assert st.filter(pl.col('statistic') == 'configurations counted by the DSR')['value'][0] == str(v['n_trials'])
     failed = [c for c in v['checks'] if c['passed'] is False]
     ww = views.what_would_change(v, view.periods_per_year, len(view.config.seeds))
     assert len(ww) == (len(failed) or 1)                            # one statement per failed check

@@ -42,7 +42,7 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
                 baselines: dict[str, np.ndarray],  # name -> (T,) net returns on the same bars
                 seed_sharpes: list[float],       # candidate's per-bar net Sharpe of each seed
                 trials: np.ndarray | None,       # (T, N) net returns of every trial configuration (for PBO and the Sharpe dispersion)
-                n_trials: int,                   # trials in the ledger (DSR)
+                n_trials: int,                   # configurations counted by the DSR (not trainings: folds x seeds each)
                 gate: GateConfig,
                 cost_bps: float,                 # cost per unit turnover the candidate pays (bps): realized in the backtest, or assumed
                 periods_per_year: float,

@@ -224,6 +224,17 @@ def submission_table(lags: pl.DataFrame,           # `lag_frame` output
         out = out.join(parts[k].filter(pl.col('target') == s).select('date_id', pl.col('prediction').alias(n)), on='date_id', how='left')
     return out.sort('date_id')
 
+def _run_dates(run, cfg) -> pl.Series | None:
+    "The dates that number a run's date_id: its data set's bars from the set's first one (as the newest-dates path numbers them)."
+    import json
+    man = json.loads((run / 'manifest.json').read_text()) if (run / 'manifest.json').exists() else {}
+    try:
+        from yooptx.data import DataCatalog
+        if man.get('data', {}).get('name') != cfg.data.name: raise LookupError('bars given to the run, not its catalog set')
+        return DataCatalog().load(cfg.data.name, None, None, cfg.data.end)['timestamp']
+    except Exception:   # a run on given bars (manifest data name 'given') or a data set no longer in the catalog
+        return pl.read_parquet(run / 'bars.parquet', columns=['timestamp'])['timestamp'] if (run / 'bars.parquet').exists() else None
+
 def submission_frame(run_dir, family: str = 'candidate', split: str = 'test', layout: str = 'wide') -> pl.DataFrame:
     """`family`'s seed-averaged predictions of the run's `split` rows: the submission (layout='wide': date_id, timestamp,
     one column per target) or the long `lag_frame` (layout='long')."""
@@ -242,6 +253,5 @@ def submission_frame(run_dir, family: str = 'candidate', split: str = 'test', la
     if not p.height: raise RankingError(f"{family!r} has no {split!r} predictions in {run.name}")
     p = p.select([c for c in p.columns if not (c.startswith('pred_h') and p[c].null_count() == p.height)])   # another family's lag columns
     cfg = read_run_config(run)
-    dates = pl.read_parquet(run / 'bars.parquet', columns=['timestamp'])['timestamp'] if (run / 'bars.parquet').exists() else None
-    long = lag_frame(p, dates, cfg.labels.horizon)
+    long = lag_frame(p, _run_dates(run, cfg), cfg.labels.horizon)
     return long if layout == 'long' else submission_table(long, cfg.data.targets, cfg.labels.horizon)

@@ -356,47 +356,51 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
         else set()
     )
     executor = make_executor(jobs, threads, n_tasks=sum(t['trial_id'] not in done for t in tasks), executor=cfg.executor)
-    if hasattr(executor, 'start'): executor.start()     # Ray: reachable, and a trial's resources exist there — before anything is written
-    vet_data(cfg, data)                                             # short folds and missing features first: they explain a short window
-    check_windows(data, [t for t in tasks if t['trial_id'] not in done])
-    if cfg.backtest.portfolio == 'long_short' and len(data.symbols) < 5:   # a ranking needs a cross-section (refused before training)
-        raise UserError(f"backtest.portfolio long_short ranks the symbols on each bar, but data.name={cfg.data.name} has {len(data.symbols)} "
-                        f"symbol(s): it needs at least 5 (--set backtest.portfolio=per_symbol, or a data set with more symbols)")
-    check_memory(data, [t for t in tasks if t['trial_id'] not in done], executor.jobs)   # refused before the run folder is made
-    with session(cfg, data, run_dir) as s:
-        bar = tqdm(
-            total=len(tasks),
-            initial=len(tasks) - len(s.todo(tasks)),
-            desc='trials',
-            unit='trial',
-            disable=not progress,
-            dynamic_ncols=True,
-        )
-        failed = [0]
-        def tick(row):
-            failed[0] += row['status'] == 'failed'
-            bar.set_postfix_str(
-                f"{row['encoder']} fold {row['fold']} seed {row['seed']}: {row['status']}"
-                + (f" ({failed[0]} failed)" if failed[0] else '')
+    try:
+        if hasattr(executor, 'start'): executor.start()     # Ray: reachable, and a trial's resources exist there — before anything is written
+        vet_data(cfg, data)                                             # short folds and missing features first: they explain a short window
+        check_windows(data, [t for t in tasks if t['trial_id'] not in done])
+        if cfg.backtest.portfolio == 'long_short' and len(data.symbols) < 5:   # a ranking needs a cross-section (refused before training)
+            raise UserError(f"backtest.portfolio long_short ranks the symbols on each bar, but data.name={cfg.data.name} has {len(data.symbols)} "
+                            f"symbol(s): it needs at least 5 (--set backtest.portfolio=per_symbol, or a data set with more symbols)")
+        check_memory(data, [t for t in tasks if t['trial_id'] not in done], executor.jobs)   # refused before the run folder is made
+        with session(cfg, data, run_dir) as s:
+            bar = tqdm(
+                total=len(tasks),
+                initial=len(tasks) - len(s.todo(tasks)),
+                desc='trials',
+                unit='trial',
+                disable=not progress,
+                dynamic_ncols=True,
             )
-            bar.update()
-        try:                         # agents run after the encoders whose checkpoints they may start from
-            # stages: masked-LM pretraining, then encoders and baselines (a pretrained bert starts from its fold's
-            # pretraining), then RL agents (which may start from the encoders' checkpoints)
-            s.run([t for t in tasks if t['kind'] == 'pretrain'], executor, on_row=tick, fn=run_trial)
-            if any(e.enabled and e.search.method == 'optuna' for e in cfg.encoders.values()):   # points proposed one after another
-                from yooptx.experiments.sweeps import run_sweeps
-                def grow(n):
-                    bar.total += n; bar.refresh()
-                run_sweeps(s, executor, on_row=tick, on_point=grow)
-            s.run([t for t in tasks if t['kind'] not in ('rl', 'pretrain')], executor, on_row=tick, fn=run_trial)
-            s.run([t for t in tasks if t['kind'] == 'rl'], executor, on_row=tick, fn=run_trial)
-        finally: bar.close()
-        sel = assemble(s.path, s.data)
-        toks = {str(p.parent.relative_to(s.path)): json.loads(p.read_text()) for p in sorted((s.path / 'checkpoints').rglob('tokenizer.json'))}
-        if toks:                             # every fitted token vocabulary of the run, by hash (pretraining and fine-tuning alike)
-            from yooptx.models.tokens import Tokenizer
-            update_manifest(s.path, tokenizers={k: Tokenizer.from_dict(v, k).hash for k, v in toks.items()})
-        s.finish(n_trials=bar.total, n_failed=failed[0], candidate=sel['candidate'])
+            failed = [0]
+            def tick(row):
+                failed[0] += row['status'] == 'failed'
+                bar.set_postfix_str(
+                    f"{row['encoder']} fold {row['fold']} seed {row['seed']}: {row['status']}"
+                    + (f" ({failed[0]} failed)" if failed[0] else '')
+                )
+                bar.update()
+            try:                         # agents run after the encoders whose checkpoints they may start from
+                # stages: masked-LM pretraining, then encoders and baselines (a pretrained bert starts from its fold's
+                # pretraining), then RL agents (which may start from the encoders' checkpoints)
+                s.run([t for t in tasks if t['kind'] == 'pretrain'], executor, on_row=tick, fn=run_trial)
+                if any(e.enabled and e.search.method == 'optuna' for e in cfg.encoders.values()):   # points proposed one after another
+                    from yooptx.experiments.sweeps import run_sweeps
+                    def grow(n):
+                        bar.total += n; bar.refresh()
+                    run_sweeps(s, executor, on_row=tick, on_point=grow)
+                s.run([t for t in tasks if t['kind'] not in ('rl', 'pretrain')], executor, on_row=tick, fn=run_trial)
+                s.run([t for t in tasks if t['kind'] == 'rl'], executor, on_row=tick, fn=run_trial)
+            finally: bar.close()
+            if hasattr(executor, 'close'): executor.close()   # the workers (each holding the data) go before the assembly
+            sel = assemble(s.path, s.data)
+            toks = {str(p.parent.relative_to(s.path)): json.loads(p.read_text()) for p in sorted((s.path / 'checkpoints').rglob('tokenizer.json'))}
+            if toks:                             # every fitted token vocabulary of the run, by hash (pretraining and fine-tuning alike)
+                from yooptx.models.tokens import Tokenizer
+                update_manifest(s.path, tokenizers={k: Tokenizer.from_dict(v, k).hash for k, v in toks.items()})
+            s.finish(n_trials=bar.total, n_failed=failed[0], candidate=sel['candidate'])
+    finally:
+        if hasattr(executor, 'close'): executor.close()   # a process pool kept warm across stages and sweep points
     track_quietly(s.path, cfg, tracking_uri, track)     # the driver alone writes to MLflow; a failure is a warning
     return s.path

@@ -87,21 +87,35 @@ def _positive(n, what: str) -> int:
     return n
 
 class ProcessExecutor:
-    "Trials in a pool of `jobs` spawned processes with `threads` torch threads each (results yielded as they complete)."
+    """Trials in a pool of `jobs` spawned processes with `threads` torch threads each (results yielded as they complete).
+    The pool outlives one `map` (a sweep calls it once per point: the workers, their imports and the data stay warm) until
+    `close()` or other data; an interrupted or failing map stops its workers at once."""
     def __init__(self, jobs: int, threads: int | None = None):
         self.jobs = _positive(jobs, 'jobs')
         self.threads = _positive(threads, 'threads') if threads is not None else default_threads(jobs)
+        self._ex, self._data = None, None
     def map(self, fn: Callable, tasks: Sequence[dict], data, run_dir) -> Iterator[dict]:
-        ex = cf.ProcessPoolExecutor(self.jobs, mp_context=mp.get_context('spawn'), initializer=_init_worker,
-                                    initargs=(data, self.threads, os.getpid()))
+        if not tasks: return
+        if self._ex is None or self._data is not data:
+            self.close()
+            self._ex = cf.ProcessPoolExecutor(self.jobs, mp_context=mp.get_context('spawn'), initializer=_init_worker,
+                                              initargs=(data, self.threads, os.getpid()))
+            self._data = data
+        ex = self._ex
         try:
             with _signals_deferred():                    # a worker half-started when Ctrl-C/SIGTERM lands would escape _stop_workers
                 futs = [ex.submit(_in_worker, fn, t, str(run_dir)) for t in tasks]
             for f in cf.as_completed(futs): yield f.result()
         except BaseException:                            # interrupted (Ctrl-C, SIGTERM) or a trial raised: stop the workers now
-            _stop_workers(ex)
+            _stop_workers(ex); self._ex = self._data = None
             raise
-        finally: ex.shutdown(wait=True, cancel_futures=True)
+    def close(self):
+        "Shut the pool down (waiting for nothing: every map has collected its results)."
+        if self._ex is not None: self._ex.shutdown(wait=True, cancel_futures=True)
+        self._ex = self._data = None
+    def __del__(self):
+        try: self.close()
+        except Exception: pass
 
 @contextlib.contextmanager
 def _signals_deferred():
@@ -149,7 +163,7 @@ class RayExecutor:
         self.threads = _positive(threads, 'threads') if threads is not None else max(1, int(num_cpus))
         self.local_cpus = local_cpus or os.cpu_count() or 1
         self.jobs = max(1, int(self.local_cpus // self.num_cpus)) if self.address is None else 1   # for the memory check (local)
-        self._ref = None
+        self._ref, self._started = None, False
     def start(self):
         "Start (or join) Ray and check that a trial's resources exist there; the ray module."
         ray = _ray()
@@ -160,6 +174,7 @@ class RayExecutor:
             try:
                 if self.address: ray.init(address=self.address, **kw)
                 else: ray.init(num_cpus=self.local_cpus, num_gpus=_local_gpus(), **kw)
+                self._started = True
             except Exception as e:
                 raise UserError(f"cannot start or reach Ray{f' at {self.address}' if self.address else ''}: {type(e).__name__}: "
                                 f"{str(e).splitlines()[0][:300] if str(e) else ''} — check the address (`ray status` on the head node), "
@@ -171,6 +186,12 @@ class RayExecutor:
                                 f"{have.get(k, 0.0):g}: no trial could ever run; lower it or add {k} nodes")
         if not self.address: self.jobs = max(1, int(have.get('CPU', 1) // self.num_cpus))
         return ray
+    def close(self):
+        "Drop the data from the object store; a local Ray this executor started is shut down (a cluster, or a Ray started by the caller, is left alone)."
+        self._ref = None
+        if self._started:
+            import ray
+            ray.shutdown(); self._started = False
     def map(self, fn: Callable, tasks: Sequence[dict], data, run_dir) -> Iterator[dict]:
         if not tasks: return
         ray = self.start()

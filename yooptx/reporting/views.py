@@ -641,7 +641,15 @@ def statistics_table(run: RunView, verdict: dict | None = None) -> pl.DataFrame:
             f"{c['value']:.3f}",
             f"P(true Sharpe > best of {d['n_trials']} null trials); must be ≥ {c['threshold']}",
         )
-        add('trials (ledger)', str(d['n_trials']), 'every configuration of every encoder family and ensemble')
+        add('configurations counted by the DSR', str(d['n_trials']),
+            'every configuration of every encoder family and ensemble (each sweep point too: completed, pruned or failed); '
+            'not the trainings run, which are configurations × folds × seeds')
+        if d.get('n_effective') is not None:
+            add('effective number of independent trials', f"{d['n_effective']:.1f}",
+                f"from the correlation of the configurations' validation returns; the DSR uses "
+                + (f"{d['n_dsr']} (gate.dsr_trials: effective)" if d.get('n_dsr') != d['n_trials'] else f"all {d['n_trials']} (gate.dsr_trials: raw)"))
+        if d.get('sweep_points'):
+            add('sweep points', str(d['sweep_points']), f"without them the best-of-N null Sharpe would be {d['sr0_without_sweeps_annualized']:.2f}")
         add(
             'best-of-N null Sharpe',
             f"{d['sr0_annualized']:.2f}",
@@ -969,7 +977,7 @@ def manifest_table(run: RunView) -> pl.DataFrame:
         ('bars', f"{d.get('freq')} on {d.get('calendar')}" if d.get('freq') else None),
         ('data range', f"{str(d.get('start'))[:10]} → {str(d.get('end'))[:10]}" if d.get('start') else None),
         ('seeds', ', '.join(map(str, m.get('seeds') or []))),
-        ('trials in the ledger', m.get('n_trials')),
+        ('trainings run (ledger rows: configurations × folds × seeds)', m.get('n_trials')),
         ('failed trials', m.get('n_failed')),
         ('gate sha256 (pre-registered)', m.get('gate_sha256')),
     ]
