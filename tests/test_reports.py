@@ -204,16 +204,18 @@ def test_rendered_html_is_self_contained_and_draws(reports, home, tmp_path, monk
     figs = soup.select('div.plotly-graph-div')
     assert len(figs) == 2                                             # both figures, as plain divs
     assert soup.select('table.dataframe') and soup.select_one('table.dataframe').find_all('td')   # the polars table
-    libs = [s for s in soup.find_all('script') if 'window.PlotlyConfig' in (s.string or '') or 'plotly.js v' in (s.string or '')[:2000]]
-    assert len(libs) == 2 and text.count('window.PlotlyConfig') == 1  # config + the library, once
+    # plotly.js once per run folder, by relative path (html/plotly.min.js): the page stays small and opens offline
+    assert [t['src'] for t in soup.find_all('script', src=True)] == ['plotly.min.js'] and text.count('window.PlotlyConfig') == 1
+    assert (run / 'html' / 'plotly.min.js').stat().st_size > 3e6 and len(text) < 1e6 and 'plotly.js v' not in text
     for t in soup.find_all(['script', 'link', 'img', 'iframe']):      # nothing fetched from the network
         for a in ('src', 'href'):
             assert not re.match(r'\s*(https?:)?//', t.get(a) or ''), (t.name, t.get(a))
     assert not re.search(r"""\bimport\b[^;]*\bfrom\s*['"]https?://""", text)
     assert 'require.min.js' not in text and 'mathjax' not in ' '.join(s.get('src', '') for s in soup.find_all('script')).lower()
     code = soup.select('details.yooptx-code')                         # code folded (closed) by default
-    assert len(code) == 5 and all(not d.has_attr('open') for d in code) and 'go.Figure' in code[2].text and 'n = 4' in code[1].text
-    assert [d.summary.text for d in code] == ['parameters', 'parameters', 'code', 'code', 'code']
+    assert len(code) == 4 and all(not d.has_attr('open') for d in code) and 'go.Figure' in code[1].text
+    assert [d.summary.text for d in code] == ['parameters', 'code', 'code', 'code']   # one parameters fold: defaults + this run's
+    assert 'this run (papermill' in code[0].text and 'n = 4' in code[0].text
     dom, console = chromium(html, tmp_path, '--dump-dom')
     assert 'Uncaught' not in console and 'Error' not in console, console
     drawn = BeautifulSoup(dom, 'html.parser')
@@ -221,6 +223,13 @@ def test_rendered_html_is_self_contained_and_draws(reports, home, tmp_path, monk
     shot = tmp_path / 'shot.png'
     chromium(html, tmp_path, f'--screenshot={shot}', '--window-size=1280,2000')
     assert shot.exists() and _png_nonwhite_fraction(shot) > 0.02
+    # --self-contained: the library inlined once into the page, a single file that draws on its own
+    one = R.render(run / 'notebooks' / 'tiny.ipynb', out_dir=tmp_path / 'single', self_contained=True)
+    s1 = BeautifulSoup(one.read_text(), 'html.parser')
+    libs = [s for s in s1.find_all('script') if 'window.PlotlyConfig' in (s.string or '') or 'plotly.js v' in (s.string or '')[:2000]]
+    assert len(libs) == 2 and not s1.find_all('script', src=True) and not (tmp_path / 'single' / 'plotly.min.js').exists()
+    dom, console = chromium(one, tmp_path, '--dump-dom')
+    assert 'Uncaught' not in console and len(BeautifulSoup(dom, 'html.parser').select('div.plotly-graph-div svg.main-svg')) >= 2
 
 
 def test_render_rewrites_require_style_figures(tmp_path):
@@ -243,7 +252,8 @@ import json, os, sys
 from pathlib import Path
 log = Path({log!r})
 log.write_text(json.dumps({{'argv': sys.argv[1:], 'cwd': os.getcwd(), 'files': sorted(os.listdir('.')),
-                           'project': Path('_quarto.yml').read_text()}}))
+                           'project': Path('_quarto.yml').read_text(),
+                           'header': Path('plotly-js.html').read_text()[:400] if Path('plotly-js.html').exists() else None}}))
 Path(sys.argv[2]).with_suffix('.html').write_text('<html><body>rendered by fake quarto</body></html>')
 """
 
@@ -274,6 +284,9 @@ def test_quarto_is_used_when_on_path(tmp_path, monkeypatch):
     html_fmt = project['format']['html']
     assert html_fmt['embed-resources'] is True and html_fmt['code-fold'] == root['format']['html']['code-fold']
     assert html_fmt['include-in-header'] == ['plotly-js.html']
+    assert 'src="plotly.min.js" data-external="1"' in call['header'] and (run / 'html' / 'plotly.min.js').exists()   # kept a reference
+    R.render(run / 'notebooks' / 'go_no_go.ipynb', out_dir=tmp_path / 'one', self_contained=True)
+    assert 'src=' not in json.loads(log.read_text())['header'].split('</script>')[1] and not (tmp_path / 'one' / 'plotly.min.js').exists()
     # a failing quarto is reported with its output
     q.write_text(f"#!{sys.executable}\nimport sys; print('pandoc exploded', file=sys.stderr); sys.exit(3)\n")
     with pytest.raises(R.ReportFailed, match='(?s)exit code 3.*pandoc exploded'): R.render(run / 'notebooks' / 'go_no_go.ipynb')

@@ -19,7 +19,7 @@ CFG = {'data': {'name': 'sp500_1d', 'start': '2014-01-06', 'end': '2017-01-01'},
 def test_a_killed_sweep_resumes_and_every_point_counts(tmp_path):
     from yooptx.experiments.sweeps import read_sweeps
     from yooptx.gate import evaluate
-    cfg, run = tmp_path / 'sweep.yaml', tmp_path / 'run'
+    cfg, run = tmp_path / 'sweep.yaml', tmp_path / 'home' / 'runs' / 'sweep1'
     cfg.write_text(yaml.safe_dump(CFG))
     env = dict(os.environ, YOOPTX_HOME=str(tmp_path / 'home'), YOOPTX_NO_TRACK='1')
     p = subprocess.Popen([str(YOOPTX), 'bakeoff', str(cfg), '--run', str(run), '--quiet', '--jobs', '1'], env=env, cwd=REPO,
@@ -41,6 +41,15 @@ def test_a_killed_sweep_resumes_and_every_point_counts(tmp_path):
     v = evaluate(run)
     assert v['n_sweep_points'] == sw.height and v['n_trials'] == sw['params_hash'].n_unique()
     assert 'The sweeps evaluated' in next(c['sentence'] for c in v['checks'] if c['name'] == 'deflated_sharpe')
+    # the run in `yooptx runs`: its verdict, and the configurations the DSR counted beside the trainings run
+    rc, out, err = run_cli('runs', '--json', env_extra={'YOOPTX_HOME': str(tmp_path / 'home')})
+    assert rc == 0, err
+    row = next(r for r in __import__('json').loads(out) if r['run_id'] == 'sweep1')
+    assert (row['verdict'], row['configurations'], row['trainings']) == (v['verdict'], v['n_trials'], pl.read_parquet(run / 'ledger.parquet')['trial_id'].n_unique())
+    rc, out, err = run_cli('runs', 'compare', 'sweep1', run, env_extra={'YOOPTX_HOME': str(tmp_path / 'home')})
+    assert rc == 0 and 'config: 0 key(s) differ' in out
+    rc, out, err = run_cli('runs', 'compare', 'sweep1', env_extra={'YOOPTX_HOME': str(tmp_path / 'home')})
+    assert rc == 2 and 'give two run ids' in err
 
 
 def test_a_bad_search_space_is_refused_before_anything_is_written(tmp_path):

@@ -110,10 +110,13 @@ def test_metrics_and_equity(view):
     v = views.run_verdict(view)
     ci = next(c for c in v['checks'] if c['name'] == 'net_sharpe_ci')
     assert mt['net_sharpe'][0] == pytest.approx(ci['details']['estimate'], rel=1e-9)
-    fig = views.equity_figure(rets)
-    assert [t.name for t in fig.data] == view.families + [f'{view.candidate} drawdown']   # one trace per candidate/baseline (+ drawdown)
-    fig = views.equity_figure(views.family_returns(view, view.candidate_and_baselines))
-    assert [t.name for t in fig.data][:-1] == [view.candidate, 'buy_hold', 'momentum', 'ridge']
+    fig = views.equity_figure(rets, baselines=view.baselines)
+    names = [t.name for t in fig.data]
+    assert sorted(names) == sorted(view.families + [f'{view.candidate} drawdown']) and names[0] == view.candidate   # one trace each (+ drawdown)
+    best = max(view.baselines, key=lambda b: views._series_sharpe(rets[b]))
+    assert names[1] == best and sum(t.visible != 'legendonly' for t in fig.data) <= 6 + 1          # at most 6 lines drawn (+ drawdown)
+    fig = views.equity_figure(views.family_returns(view, view.candidate_and_baselines), baselines=view.baselines)
+    assert sorted(t.name for t in fig.data[:-1]) == sorted([view.candidate, 'buy_hold', 'momentum', 'ridge'])
     assert fig.layout.title.text and fig.layout.yaxis.title.text
 
 
@@ -150,7 +153,7 @@ def test_ic_and_rolling_sharpe(view):
     fig = views.ic_figure(view, 'lstm', window=30)
     assert fig.layout.yaxis.title.text.startswith('Spearman IC') and len(fig.data[0].x) == ts.len()
     fig = views.rolling_sharpe_figure(view, window=20)
-    assert [t.name for t in fig.data] == view.families
+    assert sorted(t.name for t in fig.data) == sorted(view.families) and fig.data[0].name == view.families[0]   # the candidate first
 
 
 def test_calibration(view):

@@ -10,9 +10,9 @@ from .core import UserError
 from .bars import FREQ_MINUTES
 
 # %% auto #0
-__all__ = ['cmd_data_list', 'cmd_data_ingest', 'cmd_data_check', 'cmd_data_resample', 'cmd_bakeoff', 'cmd_gate', 'cmd_track',
-           'cmd_replay', 'cmd_submission', 'cmd_halt', 'cmd_registry', 'cmd_predict', 'cmd_demo', 'cmd_run',
-           'build_parser', 'Terminated', 'main']
+__all__ = ['cmd_data_list', 'cmd_data_ingest', 'cmd_data_check', 'cmd_data_resample', 'cmd_bakeoff', 'cmd_runs', 'cmd_gate',
+           'cmd_track', 'cmd_replay', 'cmd_submission', 'cmd_halt', 'cmd_registry', 'cmd_predict', 'cmd_demo',
+           'cmd_run', 'build_parser', 'Terminated', 'main']
 
 # %% ../nbs/31_cli.ipynb #6a6f82ea
 def _fmt_symbols(s: list[str]) -> str:
@@ -168,6 +168,36 @@ def _retrack(run, args) -> None:
     t = _track_args(args)
     track_quietly(run, read_run_config(run), t['tracking_uri'], t['track'])
 
+def cmd_runs(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from yooptx.runs import compare_runs, list_runs
+    con = Console(width=max(150, min(200, Console().width)))
+    f = lambda x, fmt='{:.2f}': '—' if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
+    if args.action in (None, 'list'):
+        if args.ids: raise UserError("`yooptx runs list` takes no run ids; compare two with `yooptx runs compare A B`")
+        df = list_runs()
+        if args.json: print(df.write_json()); return 0
+        if not df.height: print("no runs yet: yooptx demo (or yooptx bakeoff CONFIG)"); return 0
+        t = Table(title=f"{df.height} run(s), newest first", title_justify='left')
+        for c in ('run', 'started', 'data', 'candidate', 'verdict', 'net Sharpe', 'CI low', 'DSR', 'configs (DSR)', 'trainings'):
+            t.add_column(c, justify='right' if c in ('net Sharpe', 'CI low', 'DSR', 'configs (DSR)', 'trainings') else 'left',
+                         no_wrap=c != 'candidate', max_width=40 if c == 'candidate' else None)
+        for r in df.iter_rows(named=True):
+            t.add_row(r['run_id'], r['started'], r['data'], r['candidate'], r['verdict'], f(r['net_sharpe']), f(r['ci_low']),
+                      f(r['dsr'], '{:.3f}'), f(r['configurations'], '{}'), f(r['trainings'], '{}'))
+        con.print(t)
+        return 0
+    if len(args.ids) != 2: raise UserError("yooptx runs compare A B: give two run ids (or folders); `yooptx runs` lists them")
+    cfg, num = compare_runs(*args.ids)
+    if args.json: print(json.dumps({'config': cfg.to_dicts(), 'numbers': num.to_dicts()}, indent=1)); return 0
+    for title, df, first in ((f"config: {cfg.height} key(s) differ", cfg, 'key'), ('numbers', num, 'what')):
+        t = Table(title=title, title_justify='left')
+        for c, name in ((first, first), ('a', args.ids[0]), ('b', args.ids[1])): t.add_column(str(name), overflow='fold')
+        for r in df.iter_rows(): t.add_row(*[x if len(x) <= 300 else x[:300] + ' …' for x in r])
+        con.print(t)
+    return 0
+
 def cmd_gate(args) -> int:
     from pathlib import Path
     from yooptx.gate import evaluate, verdict_text
@@ -291,7 +321,7 @@ def cmd_demo(args) -> int:
         return 0
     from yooptx.reporting.runner import ReportFailed, demo_reports, in_runs_dir, write_site_index
     print("\nrendering the run's reports (go_no_go, walk_forward, train, attention) …", flush=True)
-    try:html = demo_reports(run, progress=not args.quiet)
+    try:html = demo_reports(run, progress=not args.quiet, self_contained=args.self_contained)
     except ReportFailed as e: return _report_failed(e)
     _retrack(run, args)                               # the run, its verdict and its rendered reports, mirrored once
     print(f"\ndone in {time.time() - t0:.0f}s. run folder: {run}\nverdict: {run / 'verdict.json'}")
@@ -312,7 +342,8 @@ def cmd_run(args) -> int:
         if k in params:
             raise UserError(f"parameter {k!r} given twice (-p {k} {params[k]} and -p {k} {v}); give it once")
         params[k] = v
-    try:paths = run(args.notebook, params, run_dir=args.run, render_html=not args.no_render, progress=not args.quiet)
+    try:paths = run(args.notebook, params, run_dir=args.run, render_html=not args.no_render, progress=not args.quiet,
+                    self_contained=args.self_contained)
     except ReportFailed as e: return _report_failed(e)
     print(f"run folder: {paths['run_dir']}\nexecuted notebook: {paths['notebook']}")
     if paths['html'] is None: print(paths['notebook']); return 0
@@ -407,6 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(one Ray task per trial; needs yooptx[ray]); default: the config's executor.kind")
     q.add_argument('--address', metavar='ADDR', help='a Ray cluster to join (host:6379 or ray://host:10001; default: $RAY_ADDRESS, else a local Ray)')
     q.set_defaults(func=cmd_bakeoff)
+    q = sub.add_parser('runs', help='list the runs (id, data, candidate, verdict, net Sharpe, trials, date) or compare two')
+    q.add_argument('action', nargs='?', choices=['list', 'compare'], help='list (default) or compare A B')
+    q.add_argument('ids', nargs='*', metavar='RUN', help='compare: two run ids (as listed) or run folders')
+    q.add_argument('--json', action='store_true')
+    q.set_defaults(func=cmd_runs)
     q = sub.add_parser('gate', help='the go/no-go verdict on a bake-off run folder (writes verdict.json)')
     q.add_argument('run_dir', metavar='RUN_DIR')
     q.add_argument('--json', action='store_true')
@@ -478,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('--config', default='demo', help='experiment YAML or packaged config name (default: demo)')
     run_opts(q)
     q.add_argument('--no-reports', action='store_true', help='skip executing and rendering the report notebooks')
+    q.add_argument('--self-contained', action='store_true', help='inline plotly.js into every report page (default: html/plotly.min.js once)')
     q.set_defaults(func=cmd_demo)
     q = sub.add_parser('run', help='execute a report notebook of reports/ into a run folder and render it to HTML')
     q.add_argument(
@@ -489,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
         '--run', metavar='DIR', help='run folder (default: a new one for train, else the latest finished run)'
     )
     q.add_argument('--no-render', action='store_true', help='execute only; print the executed notebook')
+    q.add_argument('--self-contained', action='store_true', help='inline plotly.js into the page (one file to mail around; '
+                   'default: html/plotly.min.js once per run folder, loaded by relative path)')
     q.add_argument('--quiet', action='store_true', help='no progress bar')
     q.set_defaults(func=cmd_run)
     return p

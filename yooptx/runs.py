@@ -18,8 +18,8 @@ from .config import ExperimentConfig, dump_config, load_config, read_yaml, to_di
 __all__ = ['PACKAGES', 'LEDGER_SCHEMA', 'STATUSES', 'RUN_MARKERS', 'TRIAL_TYPES', 'log', 'RunError', 'new_run_id', 'git_info',
            'machine_info', 'gate_hash', 'create_run', 'config_diff', 'read_run_config', 'open_run',
            'run_periods_per_year', 'gate_changed', 'update_manifest', 'trial_id', 'Ledger', 'latest_run', 'resolve_run',
-           'register_trial_type', 'trial_function', 'utc_now', 'trial_row', 'run_trial', 'check_data', 'reopen_data',
-           'vet_data', 'InProcess', 'RunSession', 'session']
+           'run_row', 'list_runs', 'find_run', 'compare_runs', 'register_trial_type', 'trial_function', 'utc_now',
+           'trial_row', 'run_trial', 'check_data', 'reopen_data', 'vet_data', 'InProcess', 'RunSession', 'session']
 
 # %% ../nbs/24_runs.ipynb #9cfc8595
 class RunError(UserError):
@@ -260,6 +260,64 @@ def resolve_run(run_dir='') -> Path:   # a run folder, or '' / None for `latest_
         raise RunError(f"run folder {p} does not exist or has no config.yaml: give a folder made by `yooptx bakeoff` "
                        f"(under {runs_dir()}), or leave it empty for the latest finished run")
     return p.resolve()
+
+# %% ../nbs/24_runs.ipynb #d0c43cf4
+def _read_json(p: Path) -> dict:
+    try: return json.loads(p.read_text()) if p.exists() else {}
+    except (OSError, ValueError): return {}
+
+def run_row(run_dir: str | Path) -> dict:
+    "One run folder's line of `list_runs` (missing files leave their fields empty)."
+    run = Path(run_dir)
+    m, v = _read_json(run / 'manifest.json'), _read_json(run / 'verdict.json')
+    ck = {c['name']: c for c in v.get('checks', [])}
+    ci, dsr = (ck.get('net_sharpe_ci') or {}).get('details', {}), ck.get('deflated_sharpe') or {}
+    n_led = None
+    if (run / 'ledger.parquet').exists():       # trainings run: every trial id the ledger has (ok or failed)
+        try: n_led = pl.scan_parquet(run / 'ledger.parquet').select(pl.col('trial_id').n_unique()).collect().item()
+        except Exception: n_led = None
+    return {'run_id': run.name, 'started': (m.get('started') or '')[:16].replace('T', ' '),
+            'data': (m.get('data') or {}).get('name') or '', 'candidate': v.get('candidate') or '',
+            'verdict': v.get('verdict') or ('unjudged' if (run / 'selection.json').exists() else 'unfinished'),
+            'net_sharpe': ci.get('estimate'), 'ci_low': ci.get('low'), 'dsr': dsr.get('value'),
+            'configurations': v.get('n_trials'), 'effective': v.get('n_trials_effective'), 'trainings': n_led if n_led is not None else m.get('n_trials'),
+            'failed': m.get('n_failed')}
+
+def list_runs(root=None) -> pl.DataFrame:   # folder holding run folders (default `runs_dir()`)
+    "Every run folder under `root` (newest first): id, started, data, candidate, verdict, net Sharpe, CI low, DSR, configurations, trainings."
+    root = Path(root) if root is not None else runs_dir()
+    rows = [run_row(d) for d in (root.iterdir() if root.is_dir() else ()) if d.is_dir() and (d / 'config.yaml').is_file()]
+    schema = {'run_id': pl.Utf8, 'started': pl.Utf8, 'data': pl.Utf8, 'candidate': pl.Utf8, 'verdict': pl.Utf8, 'net_sharpe': pl.Float64,
+              'ci_low': pl.Float64, 'dsr': pl.Float64, 'configurations': pl.Int64, 'effective': pl.Float64, 'trainings': pl.Int64, 'failed': pl.Int64}
+    return pl.DataFrame(rows, schema=schema).sort(['started', 'run_id'], descending=True)
+
+def find_run(ref: str | Path, root=None) -> Path:
+    "A run folder from a path or a run id under `root` (default `runs_dir()`)."
+    p = Path(ref).expanduser()
+    if (p / 'config.yaml').is_file(): return p.resolve()
+    q = (Path(root) if root is not None else runs_dir()) / str(ref)
+    if (q / 'config.yaml').is_file(): return q.resolve()
+    raise RunError(f"no run folder {ref!r} (neither a path nor a run id under {q.parent}): `yooptx runs` lists them")
+
+def compare_runs(a, b, root=None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    "(config keys that differ: key, a, b) and (numbers side by side: what, a, b) of two runs."
+    ra, rb = find_run(a, root), find_run(b, root)
+    ca, cb = to_dict(read_run_config(ra)), to_dict(read_run_config(rb))
+    def get(d, k):
+        for part in k.split('.'): d = d.get(part, '<absent>') if isinstance(d, dict) else '<absent>'
+        return d
+    keys = config_diff(ca, cb)
+    cfg = pl.DataFrame({'key': keys, 'a': [str(get(ca, k)) for k in keys], 'b': [str(get(cb, k)) for k in keys]},
+                       schema={'key': pl.Utf8, 'a': pl.Utf8, 'b': pl.Utf8})
+    xa, xb = run_row(ra), run_row(rb)
+    fmt = lambda x: '—' if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
+    rows = [(k, fmt(xa[k]), fmt(xb[k])) for k in ('data', 'candidate', 'verdict', 'net_sharpe', 'ci_low', 'dsr', 'configurations',
+                                                  'effective', 'trainings', 'failed', 'started')]
+    fa, fb = (_read_json(r / 'metrics.json').get('families', {}) for r in (ra, rb))
+    for fam in sorted(set(fa) | set(fb)):
+        sh = lambda f: ((f.get(fam) or {}).get('test') or {}).get('sharpe')
+        rows.append((f"{fam}: test net Sharpe", fmt(sh(fa)), fmt(sh(fb))))
+    return cfg, pl.DataFrame(rows, schema={'what': pl.Utf8, 'a': pl.Utf8, 'b': pl.Utf8}, orient='row')
 
 # %% ../nbs/24_runs.ipynb #6b283778
 TRIAL_TYPES: dict[str, str | Callable] = {'encoder': 'yooptx.training.driver:encoder_trial',

@@ -4,19 +4,20 @@
 
 # %% ../../nbs/reporting/60_runner.ipynb #ffe129a6
 from __future__ import annotations
-import ast, contextlib, datetime, hashlib, html, json, os, re, shutil, subprocess, tempfile
+import ast, contextlib, datetime, hashlib, html, json, math, os, re, shutil, subprocess, tempfile
 from pathlib import Path
 from typing import Any
 import yaml
 from ..core import REPO_DIR, UserError, atomic_write, runs_dir
-from ..runs import latest_run
+from ..runs import latest_run, run_row
 
 # %% auto #0
-__all__ = ['READS_RUN', 'CREATES_RUN', 'KERNEL', 'PLOTLY_MIME', 'REPORT_ORDER', 'ATTENTION_ENCODERS', 'ReportError',
-           'ReportFailed', 'reports_dir', 'notebooks', 'notebook_path', 'parse_parameters', 'declared_parameters',
-           'cast_parameter', 'check_parameters', 'kernel_stderr', 'execute', 'strip_plotly_library', 'inline_figures',
-           'plotly_js_tag', 'strip_external', 'quarto_project', 'render', 'in_runs_dir', 'badge', 'run_summary',
-           'write_run_index', 'write_site_index', 'run', 'demo_encoders', 'demo_reports']
+__all__ = ['READS_RUN', 'CREATES_RUN', 'KERNEL', 'PLOTLY_MIME', 'PLOTLY_FILE', 'REPORT_ORDER', 'ATTENTION_ENCODERS',
+           'ReportError', 'ReportFailed', 'reports_dir', 'notebooks', 'notebook_path', 'parse_parameters',
+           'declared_parameters', 'cast_parameter', 'check_parameters', 'kernel_stderr', 'execute',
+           'strip_plotly_library', 'compact_trace', 'merge_parameters', 'inline_figures', 'plotly_js_tag',
+           'plotly_js_ref', 'write_plotly_js', 'strip_external', 'quarto_project', 'render', 'in_runs_dir', 'badge',
+           'run_summary', 'write_run_index', 'write_site_index', 'run', 'demo_encoders', 'demo_reports']
 
 # %% ../../nbs/reporting/60_runner.ipynb #b7a1eab9
 class ReportError(UserError):
@@ -228,6 +229,50 @@ def strip_plotly_library(htm: str) -> str:
         _SCRIPT.sub(lambda m: '' if _PLOTLYJS.search(m.group(0)) else m.group(0), htm) if _PLOTLYJS.search(htm) else htm
     )
 
+_MIDNIGHT = re.compile(r'^(\d{4}-\d{2}-\d{2})(?:[T ]00:00:00(?:\.0+)?(?:\+00:00|Z)?)?$')
+
+def _dates(v):
+    "`v` (list or array of timestamps or ISO strings) as 'YYYY-MM-DD' strings when every one is midnight UTC; else None."
+    import datetime as dt
+    import numpy as np
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind == 'M':
+            return np.datetime_as_string(v, unit='D').tolist() if v.size and (v.astype('datetime64[D]') == v).all() else None
+        if v.dtype.kind not in 'UO': return None
+        v = v.tolist()
+    if not isinstance(v, (list, tuple)) or not v: return None
+    if all(isinstance(x, str) for x in v):
+        m = [_MIDNIGHT.match(x) for x in v]
+        return [x.group(1) for x in m] if all(m) else None
+    if all(isinstance(x, dt.datetime) for x in v):
+        ok = all((x.hour, x.minute, x.second, x.microsecond) == (0, 0, 0, 0) and (x.utcoffset() in (None, dt.timedelta(0))) for x in v)
+        return [x.date().isoformat() for x in v] if ok else None
+    return None
+
+def compact_trace(t: dict) -> dict:
+    """A figure trace with daily timestamps written as dates (every x of the trace at midnight UTC: '2016-01-04', how a
+    reader says it, and 15 bytes less a point) and plain float lists rounded to 6 significant digits (what a chart can
+    show; numpy arrays already travel as compact binary)."""
+    out = dict(t)
+    for k in ('x', 'y'):
+        v = t.get(k)
+        if v is None: continue
+        d = _dates(v)
+        if d is not None: out[k] = d
+        elif isinstance(v, list) and v and all(isinstance(x, float) or x is None for x in v):
+            out[k] = [x if x is None or not math.isfinite(x) else float(f"{x:.6g}") for x in v]
+    return out
+
+def merge_parameters(nb) -> None:
+    "One parameters cell per page: papermill's injected values appended to the notebook's defaults cell (in place)."
+    tags = lambda c: c.get('metadata', {}).get('tags', [])
+    default = next((c for c in nb.cells if 'parameters' in tags(c)), None)
+    injected = next((c for c in nb.cells if 'injected-parameters' in tags(c)), None)
+    if default is None or injected is None: return
+    default['source'] = (_text(default['source']).rstrip() + '\n\n# this run (papermill -p …):\n'
+                         + '\n'.join(l for l in _text(injected['source']).splitlines() if l.strip() and not l.startswith('# Parameters')))
+    nb.cells = [c for c in nb.cells if c is not injected]
+
 def inline_figures(nb) -> int:
     "Rewrite plotly outputs of notebook `nb` (in place) as div + script using a global Plotly; return the figure count."
     import plotly.io as pio
@@ -240,7 +285,7 @@ def inline_figures(nb) -> int:
             if PLOTLY_MIME in data:
                 fig = data[PLOTLY_MIME]
                 div = pio.to_html(
-                    {'data': fig.get('data', []), 'layout': fig.get('layout', {})},
+                    {'data': [compact_trace(t) for t in fig.get('data', [])], 'layout': fig.get('layout', {})},
                     include_plotlyjs=False,
                     full_html=False,
                     validate=False,
@@ -265,6 +310,21 @@ def plotly_js_tag() -> str:
         + "</script>"
     )
 
+PLOTLY_FILE = 'plotly.min.js'
+
+def plotly_js_ref() -> str:
+    "plotly.js by relative path (`plotly.min.js` beside the page): `data-external` keeps Quarto/pandoc from inlining it."
+    return (f"<script>window.PlotlyConfig = {{MathJaxConfig: 'local'}};</script>\n"
+            f"<script type=\"text/javascript\" src=\"{PLOTLY_FILE}\" data-external=\"1\"></script>")
+
+def write_plotly_js(folder: str | Path) -> Path:
+    "plotly.js (the installed plotly's) written once into `folder` (rewritten only when the installed version differs)."
+    from plotly.offline import get_plotlyjs
+    p = Path(folder) / PLOTLY_FILE
+    js = get_plotlyjs()
+    if not p.exists() or p.stat().st_size != len(js.encode()): atomic_write(p, js)
+    return p
+
 _EXTERNAL = re.compile(r'^\s*(https?:)?//', re.I)
 _CDN_IMPORT = re.compile(r"""(\bimport\b[^;]*?\bfrom\s*|\bimport\s*\(\s*)['"](https?:)?//""")
 
@@ -282,7 +342,7 @@ details.yooptx-code > summary { cursor: pointer; color: #666; font: 12px monospa
 .jp-Cell { max-width: 1200px; margin: 0 auto; }
 </style>"""
 
-def _render_nbconvert(nb, n_fig: int, title: str) -> str:
+def _render_nbconvert(nb, n_fig: int, title: str, self_contained: bool = True) -> str:
     from bs4 import BeautifulSoup
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
@@ -302,7 +362,7 @@ def _render_nbconvert(nb, n_fig: int, title: str) -> str:
     soup.head.append(BeautifulSoup(_FOLD_CSS, 'html.parser'))
     if n_fig: soup.head.append(soup.new_string('YOOPTX_PLOTLYJS', __import__('bs4').Comment))
     out = str(soup)
-    return out.replace('<!--YOOPTX_PLOTLYJS-->', plotly_js_tag(), 1) if n_fig else out
+    return out.replace('<!--YOOPTX_PLOTLYJS-->', plotly_js_tag() if self_contained else plotly_js_ref(), 1) if n_fig else out
 
 def quarto_project(n_fig: int) -> dict:
     "The scratch `_quarto.yml` for one report: the root `_quarto.yml`'s format and execute sections, a default project."
@@ -317,13 +377,13 @@ def quarto_project(n_fig: int) -> dict:
         'execute': cfg.get('execute') or {'enabled': False},
     }
 
-def _render_quarto(quarto: str, nb, n_fig: int, stem: str, out: Path) -> Path:
+def _render_quarto(quarto: str, nb, n_fig: int, stem: str, out: Path, self_contained: bool = True) -> Path:
     import nbformat
     with tempfile.TemporaryDirectory(prefix='yooptx-quarto-') as d:
         d = Path(d)
         nbformat.write(nb, str(d / f'{stem}.ipynb'))
         (d / '_quarto.yml').write_text(yaml.safe_dump(quarto_project(n_fig), sort_keys=False))
-        if n_fig: (d / 'plotly-js.html').write_text(plotly_js_tag())
+        if n_fig: (d / 'plotly-js.html').write_text(plotly_js_tag() if self_contained else plotly_js_ref())
         cmd = [quarto, 'render', f'{stem}.ipynb', '--to', 'html']
         p = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
         made = d / f'{stem}.html'
@@ -336,8 +396,10 @@ def _render_quarto(quarto: str, nb, n_fig: int, stem: str, out: Path) -> Path:
     return out
 
 def render(ipynb_path: str | Path,               # an executed notebook
-           out_dir: str | Path | None = None) -> Path:   # default: <run>/html for <run>/notebooks/x.ipynb, else beside it
-    "Render an executed notebook to one self-contained HTML file (Quarto if on PATH, else nbconvert); return its path."
+           out_dir: str | Path | None = None,    # default: <run>/html for <run>/notebooks/x.ipynb, else beside it
+           self_contained: bool = False) -> Path:  # True: plotly.js inlined (one file to mail); False: html/plotly.min.js, once per folder
+    """Render an executed notebook to HTML that opens offline (Quarto if on PATH, else nbconvert); return its path. Pages of
+    one folder share one `plotly.min.js` (4.8 MB) by relative path; `self_contained=True` inlines it into the page."""
     src = Path(ipynb_path)
     if not src.exists(): raise ReportError(f"cannot render {src}: no such notebook")
     out_dir = (
@@ -348,11 +410,13 @@ def render(ipynb_path: str | Path,               # an executed notebook
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f'{src.stem}.html'
     nb = _read_nb(src)
+    merge_parameters(nb)
     n_fig = inline_figures(nb)
+    if n_fig and not self_contained: write_plotly_js(out_dir)
     quarto = shutil.which('quarto')
-    if quarto: return _render_quarto(quarto, nb, n_fig, src.stem, out)
+    if quarto: return _render_quarto(quarto, nb, n_fig, src.stem, out, self_contained)
     run = src.parent.parent.name if src.parent.name == 'notebooks' else ''
-    atomic_write(out, _render_nbconvert(nb, n_fig, f"{src.stem} · {run}" if run else src.stem))
+    atomic_write(out, _render_nbconvert(nb, n_fig, f"{src.stem} · {run}" if run else src.stem, self_contained))
     return out
 
 # %% ../../nbs/reporting/60_runner.ipynb #f80120d9
@@ -442,14 +506,19 @@ def write_site_index(root: str | Path | None = None) -> Path:
         links = ' · '.join(f'<a href="{rel(p)}">{e(p.stem)}</a>' for p in r['reports'])
         idx = r['dir'] / 'html' / 'index.html'
         rid = f'<a href="{rel(idx)}">{e(r["run_id"])}</a>' if idx.exists() else e(r['run_id'])
+        x = run_row(r['dir'])
+        num = lambda v, f='{:.2f}': '—' if v is None else f.format(v)
         rows.append(
             f"<tr><td>{rid}</td><td>{e(r['started'][:10])}</td><td>{e(r['dataset'])}"
             f" {e(r['freq'])}</td><td>{e(r['candidate'])}</td>"
-            f"<td>{badge(r['verdict'])}</td><td>{links or '<span class=muted>no reports</span>'}</td></tr>"
+            f"<td>{badge(r['verdict'])}</td><td>{num(x['net_sharpe'])}</td><td>{num(x['configurations'], '{}')}</td>"
+            f"<td>{num(x['trainings'], '{}')}</td><td>{links or '<span class=muted>no reports</span>'}</td></tr>"
         )
     body = (
-        f"<h1>yooptx runs</h1>\n<p class=\"muted\">{len(rows)} run folder(s) in {e(str(root))}</p>\n"
-        "<table><tr><th>run</th><th>date</th><th>data set</th><th>candidate</th><th>verdict</th><th>reports</th></tr>\n"
+        f"<h1>yooptx runs</h1>\n<p class=\"muted\">{len(rows)} run folder(s) in {e(str(root))}; net Sharpe: the candidate's on "
+        f"test, net of costs, annualized; configurations: what the deflated Sharpe counts; trainings: ledger rows</p>\n"
+        "<table><tr><th>run</th><th>date</th><th>data set</th><th>candidate</th><th>verdict</th><th>net Sharpe</th>"
+        "<th>configurations</th><th>trainings</th><th>reports</th></tr>\n"
         + '\n'.join(rows)
         + "</table>"
     )
@@ -461,13 +530,14 @@ def write_site_index(root: str | Path | None = None) -> Path:
 # %% ../../nbs/reporting/60_runner.ipynb #7617caeb
 def run(name: str, params: dict | None = None, run_dir: str | Path | None = None,
         render_html: bool = True,            # False: execute only (`--no-render`)
-        progress: bool = True) -> dict[str, Path | None]:
+        progress: bool = True,
+        self_contained: bool = False) -> dict[str, Path | None]:   # True: plotly.js inlined into the page (`--self-contained`)
     "Execute run notebook `name`, render it and refresh the run and site indexes; return the paths written."
     nb = execute(name, params, run_dir=run_dir, progress=progress)
     run_ = nb.parent.parent
     out = {'run_dir': run_, 'notebook': nb, 'html': None, 'index': None, 'site': None}
     if render_html:
-        out['html'] = render(nb)
+        out['html'] = render(nb, self_contained=self_contained)
         out['index'] = write_run_index(run_)
         if in_runs_dir(run_): out['site'] = write_site_index()
     return out
@@ -495,7 +565,7 @@ def demo_encoders(run_dir: str | Path) -> tuple[str | None, str | None]:
     )
     return train_enc, att
 
-def demo_reports(run_dir: str | Path, progress: bool = True) -> Path:
+def demo_reports(run_dir: str | Path, progress: bool = True, self_contained: bool = False) -> Path:
     "Render the demo run's go/no-go, walk-forward, train and attention reports; return the go/no-go HTML path."
     run_dir = Path(run_dir)
     train_enc, att_enc = demo_encoders(run_dir)
@@ -510,5 +580,5 @@ def demo_reports(run_dir: str | Path, progress: bool = True) -> Path:
         declared = declared_parameters(name)
         params = {k: v for k, v in want.items() if k in declared and v is not None}
         if name == 'attention' and 'encoder' in declared and att_enc is None: continue   # no attention encoder in this run
-        paths[name] = run(name, params, run_dir=run_dir, progress=progress)['html']
+        paths[name] = run(name, params, run_dir=run_dir, progress=progress, self_contained=self_contained)['html']
     return paths['go_no_go']

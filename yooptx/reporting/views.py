@@ -16,19 +16,21 @@ from plotly.io._base_renderers import NotebookRenderer
 from scipy import stats as sps
 from ..config import ExperimentConfig, load_config
 from ..core import UserError, runs_dir
+from .runner import compact_trace
 from ..backtest import run_predictions, seed_average
 from ..metrics import sharpe_expr, sharpe_ratio
 from ..runs import Ledger, latest_run, read_run_config, reopen_data, resolve_run, run_periods_per_year
 from ..stats import min_trl_from_moments, required_sharpe
 
 # %% auto #0
-__all__ = ['OfflineNotebookRenderer', 'frame_html', 'setup_notebook', 'RunView', 'load_run', 'family_returns', 'metrics_table',
-           'equity_figure', 'fold_ranges', 'with_fold', 'fold_seed_table', 'fold_table', 'seed_table',
-           'rolling_sharpe_figure', 'signal_frame', 'rolling_ic', 'ic_figure', 'run_data', 'cost_sensitivity',
-           'cost_sensitivity_figure', 'calibration_family', 'calibration_figures', 'run_verdict', 'data_warnings',
-           'verdict_banner', 'checks_table', 'checks_markdown', 'bullets', 'statistics_table', 'what_would_change',
-           'supervisor_table', 'plot_supervisor', 'ranking_table', 'ranking_families_table', 'per_symbol_sharpe',
-           'head_to_head', 'head_to_head_table', 'deployment_table', 'manifest_table']
+__all__ = ['PALETTE', 'MAX_LINES', 'CHECK_TEXT', 'OfflineNotebookRenderer', 'frame_html', 'setup_notebook', 'RunView', 'load_run',
+           'family_returns', 'metrics_table', 'by_priority', 'declutter', 'equity_figure', 'fold_ranges', 'with_fold',
+           'fold_seed_table', 'fold_table', 'seed_table', 'rolling_sharpe_figure', 'signal_frame', 'rolling_ic',
+           'ic_figure', 'run_data', 'cost_sensitivity', 'cost_sensitivity_figure', 'calibration_family',
+           'calibration_figures', 'run_verdict', 'data_warnings', 'verdict_banner', 'checks_table', 'checks_markdown',
+           'bullets', 'statistics_table', 'what_would_change', 'supervisor_table', 'plot_supervisor', 'ranking_table',
+           'ranking_families_table', 'per_symbol_sharpe', 'head_to_head', 'head_to_head_table', 'deployment_table',
+           'manifest_table']
 
 # %% ../../nbs/reporting/61_views.ipynb #e2171f1d
 class OfflineNotebookRenderer(NotebookRenderer):
@@ -36,7 +38,7 @@ class OfflineNotebookRenderer(NotebookRenderer):
     def to_mimebundle(self, fig_dict):
         return {
             'text/html': pio.to_html(
-                fig_dict,
+                {**fig_dict, 'data': [compact_trace(t) for t in fig_dict.get('data', [])]},   # dates as dates, 6 digits
                 config=self.config,
                 include_plotlyjs=False,
                 include_mathjax=False,
@@ -55,9 +57,12 @@ def _cell(v) -> str:
     return str(v)
 
 def frame_html(df: pl.DataFrame, rows: int = 40) -> str:
-    "A polars frame as a plain HTML table: strings without quotes, floats rounded, at most `rows` rows."
+    "A polars frame as a plain HTML table: strings without quotes, floats rounded, daily timestamps as dates, at most `rows` rows."
     import html
     esc = lambda v: html.escape(_cell(v))
+    day = [c for c, t in df.schema.items() if isinstance(t, pl.Datetime) and df[c].drop_nulls().len()
+           and (df[c].drop_nulls().dt.truncate('1d') == df[c].drop_nulls()).all()]
+    if day: df = df.with_columns(pl.col(c).dt.date() for c in day)     # every value at midnight: a date is what it means
     head = ''.join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     num = [df.schema[c].is_numeric() for c in df.columns]
     td = lambda n: '<td style="text-align:right">' if n else '<td>'
@@ -220,16 +225,49 @@ def metrics_table(returns: dict[str, pl.DataFrame],   # name -> returns frame (t
         },
     )
 
+# colour-blind-safe: Okabe–Ito, then Paul Tol's muted set — 17 distinct colours before any repeats
+PALETTE = ['#000000', '#E69F00', '#56B4E9', '#009E73', '#0072B2', '#D55E00', '#CC79A7', '#F0E442',
+           '#332288', '#88CCEE', '#44AA99', '#117733', '#999933', '#DDCC77', '#CC6677', '#882255', '#AA4499']
+MAX_LINES = 6
+
+def _series_sharpe(r: pl.DataFrame) -> float:
+    x = r['net'].drop_nulls().to_numpy() if 'net' in r.columns else np.array([])
+    return float(x.mean() / x.std(ddof=1)) if x.size > 2 and x.std(ddof=1) > 0 else float('-inf')
+
+def by_priority(returns: dict[str, pl.DataFrame], baselines=()) -> dict[str, pl.DataFrame]:
+    """The series in reading order: the first (the candidate), the best baseline, every other (encoder) family best
+    first, then the remaining baselines best first — so the lines shown (`declutter`) are the ones worth a look."""
+    (first, r0), *rest = returns.items()
+    rest = sorted(rest, key=lambda kv: -_series_sharpe(kv[1]))
+    base = [kv for kv in rest if kv[0] in set(baselines)]
+    fam = [kv for kv in rest if kv[0] not in set(baselines)]
+    return dict([(first, r0)] + base[:1] + fam + base[1:])
+
+def declutter(fig: go.Figure, max_lines: int = MAX_LINES) -> go.Figure:
+    """At most `max_lines` lines drawn (the rest one legend click away, `legendonly`); every line its own colour from a
+    colour-blind-safe palette (past 17, dashes tell them apart)."""
+    lines = [t for t in fig.data if getattr(t, 'mode', None) != 'markers' and not (t.name or '').endswith('drawdown')]
+    for i, t in enumerate(lines):
+        t.line.color = PALETTE[i % len(PALETTE)]
+        if i >= len(PALETTE): t.line.dash = 'dash'
+        if i >= max_lines: t.visible = 'legendonly'
+    if len(lines) > max_lines:
+        fig.add_annotation(text=f"{len(lines) - max_lines} more series in the legend: click a name to show it", xref='paper', yref='paper',
+                           x=1.02, y=-0.02, xanchor='left', yanchor='top', showarrow=False, font=dict(size=11, color='#555'))
+    return fig
+
 def equity_figure(returns: dict[str, pl.DataFrame],   # name -> returns frame; the first is the strategy, the rest benchmarks
-                  title: str | None = None) -> go.Figure:
-    "Growth of 1 of every strategy (the first one solid, with its drawdown below), test rows, net of costs."
+                  title: str | None = None,
+                  baselines=()) -> go.Figure:          # names of `returns` that are baselines (the best one is always shown)
+    "Growth of 1 of every strategy (the first one solid, with its drawdown below), test rows, net of costs; at most 6 lines drawn."
     from yooptx.reporting.plots import plot_equity
     if not returns: raise UserError("equity_figure: no return series to plot")
+    returns = by_priority(returns, baselines)
     (name, main), *rest = returns.items()
     others = ', '.join(k for k, _ in rest) if len(rest) <= 3 else f"{len(rest)} others"
-    return plot_equity(
+    return declutter(plot_equity(
         main, dict(rest), name=name, title=title or f"{name} vs {others or 'nothing'}: net equity, stitched test blocks"
-    )
+    ))
 
 # %% ../../nbs/reporting/61_views.ipynb #3cb63f70
 def fold_ranges(run: RunView) -> pl.DataFrame:
@@ -305,8 +343,9 @@ def _window(n: int, window: int | None) -> int:
     return int(window) if window else max(5, min(63, n // 4))
 
 def rolling_sharpe_figure(run: RunView, window: int | None = None, families=None) -> go.Figure:   # window in bars (default ~a quarter)
-    "Trailing-window annualized net Sharpe of each family (seed-averaged, test rows, net of costs)."
+    "Trailing-window annualized net Sharpe of each family (seed-averaged, test rows, net of costs); at most 6 lines drawn."
     rets = family_returns(run, families)
+    if rets: rets = by_priority(rets, run.baselines if hasattr(run, 'baselines') else ())
     w = _window(min(r.height for r in rets.values()), window)
     fig = go.Figure()
     for i, (f, r) in enumerate(rets.items()):
@@ -330,7 +369,7 @@ def rolling_sharpe_figure(run: RunView, window: int | None = None, families=None
         yaxis_title='Sharpe ratio (annualized)',
         hovermode='x unified',
     )
-    return fig
+    return declutter(fig)
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0: return float('nan')
@@ -585,20 +624,40 @@ def _fmt(x) -> str:
     if isinstance(x, (int, float)): return 'n/a' if isinstance(x, float) and not math.isfinite(x) else f"{x:.4g}"
     return str(x)
 
+# what each check measures, how its value must compare with the threshold, and one number format per quantity
+CHECK_TEXT = {
+    'net_sharpe_ci': ('net Sharpe CI lower bound (annualized)', '>', '{:.2f}'),
+    'deflated_sharpe': ('deflated Sharpe ratio (a probability)', '≥', '{:.3f}'),
+    'beats_best_baseline': ('Diebold–Mariano p-value vs the best baseline', '<', '{:.3f}'),
+    'pbo': ('probability of backtest overfitting', '≤', '{:.2f}'),
+    'seed_robustness': ('share of seeds with a positive net Sharpe', '>', '{:.0%}'),
+    'break_even_cost': ('break-even cost (bps per unit of turnover)', '≥', '{:.1f}'),
+    'max_drawdown': ('maximum drawdown of net equity', '≤', '{:.1%}'),
+    'min_accuracy': ('test accuracy of the direction calls', '≥', '{:.3f}'),
+    'min_ic': ('mean information coefficient on test', '≥', '{:.3f}'),
+    'ranking_icir': ('ICIR of the per-date cross-sectional rank IC', '≥', '{:.3f}'),
+    'pre_registration': ('thresholds unchanged since before training', '=', '{}'),
+}
+
+def _check_note(c: dict) -> str:
+    "A word where the number alone would mislead."
+    v = c['value']
+    if c['name'] == 'break_even_cost' and isinstance(v, (int, float)) and v < 0:
+        return 'negative: no gross edge to pay costs from'
+    if c['passed'] is None: return 'not assessable (see its sentence)'
+    return ''
+
 def checks_table(verdict: dict) -> pl.DataFrame:
-    "One row per gate check: check, value, threshold, result (PASS / FAIL / SKIP)."
-    return pl.DataFrame(
-        [
-            {
-                'check': c['name'],
-                'value': _fmt(c['value']),
-                'threshold': _fmt(c['threshold']),
-                'result': _MARK[c['passed']],
-            }
-            for c in verdict['checks']
-        ],
-        schema={'check': pl.Utf8, 'value': pl.Utf8, 'threshold': pl.Utf8, 'result': pl.Utf8},
-    )
+    "One row per gate check: check, what its value measures, value, the rule (comparison and threshold), result, note."
+    rows = []
+    for c in verdict['checks']:
+        what, op, fmt = CHECK_TEXT.get(c['name'], (c['name'], '', '{:.4g}'))
+        num = lambda x: '—' if x is None else ('n/a' if isinstance(x, float) and not math.isfinite(x) else
+                                                (str(x).lower() if isinstance(x, bool) else fmt.format(x) if isinstance(x, (int, float)) else str(x)))
+        rows.append({'check': c['name'], 'measures': what, 'value': num(c['value']), 'rule': f"{op} {num(c['threshold'])}".strip(),
+                     'result': _MARK[c['passed']], 'note': _check_note(c)})
+    return pl.DataFrame(rows, schema={'check': pl.Utf8, 'measures': pl.Utf8, 'value': pl.Utf8, 'rule': pl.Utf8, 'result': pl.Utf8,
+                                      'note': pl.Utf8})
 
 def checks_markdown(verdict: dict):
     "Each check's sentence, marked PASS / FAIL / SKIP (an IPython Markdown object)."
