@@ -51,7 +51,7 @@ bench: venv
 
 lab: venv
 	$(PIP) -e ".[dev,lab]"
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. nbs/ $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. nbs/index.ipynb $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean:
 	rm -rf $(VENV) build *.egg-info _proc _docs .pytest_cache

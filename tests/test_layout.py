@@ -132,3 +132,14 @@ def test_plan_refuses_unknown_grid_keys_and_baselines():
     with pytest.raises(UserError, match="unknown param 'hiden'"): plan_trials(load_config('demo', ['encoders.lstm.grid.hiden=[16,32]']), [0])
     with pytest.raises(UserError, match="unknown baseline 'oracle'; known baselines: buy_hold"):
         plan_trials(load_config('demo', ['baselines=[buy_hold,oracle]']), [0])
+
+
+def test_every_notebook_names_its_kernel_and_lab_opens_on_the_front_page():
+    "JupyterLab asks for a kernel on every open of a notebook without a kernelspec; `make lab` starts at the root on nbs/index.ipynb."
+    import json
+    nbs = [p for p in [*REPO.glob('nbs/**/*.ipynb'), *REPO.glob('reports/*.ipynb')] if '.ipynb_checkpoints' not in str(p) and 'mlruns' not in str(p)]
+    missing = [str(p.relative_to(REPO)) for p in nbs if json.loads(p.read_text()).get('metadata', {}).get('kernelspec', {}).get('name') != 'python3']
+    assert len(nbs) > 40 and not missing, missing
+    lab = next(l for l in (REPO / 'Makefile').read_text().splitlines() if 'jupyter lab' in l)
+    assert '--ServerApp.root_dir=.' in lab and 'nbs/index.ipynb' in lab
+    assert 'readme_nb = index.ipynb' in (REPO / 'settings.ini').read_text() and (REPO / 'nbs' / 'index.ipynb').exists()

@@ -4,12 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #e2377ae8
 from __future__ import annotations
-import os, random, tempfile
+import os, random, tempfile, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+# tqdm.auto in a notebook without ipywidgets falls back to a text bar, and says so on every import: the bar is enough
+warnings.filterwarnings('ignore', message='IProgress not found')
 
 # %% auto #0
 __all__ = ['PKG_DIR', 'REPO_DIR', 'UserError', 'short_repr', 'ConfigError', 'yooptx_home', 'samples_dir', 'runs_dir',

@@ -18,11 +18,12 @@ from ..runs import Ledger, resolve_run
 from ..datasets import WindowDataset
 
 # %% auto #0
-__all__ = ['AttributionError', 'Windows', 'windows', 'model_signal', 'has_attention', 'has_gate', 'attention_maps',
-           'summary_pooling', 'attention_entropy', 'rollout_matrix', 'attention_rollout', 'entropy_frame',
-           'feature_gates', 'IGResult', 'integrated_gradients', 'faithfulness', 'faithfulness_text', 'n_bar_tokens',
-           'token_mask', 'plot_attention', 'plot_entropy', 'plot_rollout', 'plot_gates', 'plot_ig', 'ig_feature_totals',
-           'plot_ig_features', 'plot_faithfulness', 'find_checkpoint', 'run_data', 'Explained', 'explain']
+__all__ = ['UNIFORM_ENTROPY', 'AttributionError', 'Windows', 'windows', 'model_signal', 'has_attention', 'has_gate',
+           'attention_maps', 'summary_pooling', 'attention_entropy', 'rollout_matrix', 'attention_rollout',
+           'entropy_frame', 'feature_gates', 'IGResult', 'integrated_gradients', 'faithfulness', 'faithfulness_text',
+           'n_bar_tokens', 'token_mask', 'plot_attention', 'plot_entropy', 'plot_rollout', 'plot_gates', 'gates_view',
+           'entropy_note', 'plot_ig', 'ig_feature_totals', 'plot_ig_features', 'plot_faithfulness', 'find_checkpoint',
+           'run_data', 'Explained', 'explain']
 
 # %% ../../nbs/reporting/62_explain.ipynb #842f6d3e
 class AttributionError(UserError):
@@ -444,6 +445,30 @@ def plot_gates(gates: pl.DataFrame | None, predictor=None) -> go.Figure:
     fig.update_layout(title='Feature-gate values σ(g) (0 = feature switched off, 1 = passed through)', xaxis_title='feature',
                       yaxis_title='gate value (0–1)', yaxis_range=[0, 1])
     return fig
+
+def gates_view(predictor):
+    "The feature-gate chart, or one sentence (Markdown) when the encoder has no gate: no empty chart."
+    from IPython.display import Markdown
+    g = feature_gates(predictor)
+    if g is None or g.height == 0:
+        return Markdown(f"*The {_family(predictor)} encoder of this checkpoint has no feature gate* (a transformer with "
+                        f"`feature_gate: true` learns one): nothing to show here.")
+    return plot_gates(g, predictor)
+
+UNIFORM_ENTROPY = 0.9   # mean normalized attention entropy above which attention is called near uniform
+
+def entropy_note(frame: pl.DataFrame | None):
+    "One sentence (Markdown) on how much the attention heatmaps can say, from the mean normalized entropy."
+    from IPython.display import Markdown
+    if frame is None or not frame.height: return Markdown("*No attention maps: this encoder has no attention.*")
+    by = frame.group_by('layer').agg(pl.col('entropy').mean()).sort('layer')
+    m, per = float(frame['entropy'].mean()), ', '.join(f"layer {r[0]} {r[1]:.2f}" for r in by.iter_rows())
+    if m >= UNIFORM_ENTROPY:
+        return Markdown(f"**Attention is near uniform** (mean normalized entropy {m:.2f}: {per}; 1 = every bar weighs the same): "
+                        f"the heatmaps above show the model averaging the window, not picking bars — weak evidence of what it reads. "
+                        f"Integrated gradients below do not rely on attention.")
+    return Markdown(f"Mean normalized attention entropy {m:.2f} ({per}): the layers concentrate on part of the window, so the "
+                    f"heatmaps say which bars feed the summary.")
 
 def plot_ig(ig: IGResult, windows: Windows, i: int | None = None) -> go.Figure:
     "IG heatmap over time step × feature: window i's signed attributions, or the mean |attribution| over windows (i=None)."

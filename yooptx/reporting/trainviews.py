@@ -98,6 +98,7 @@ def train_encoder(config: str = 'demo',      # packaged config name or YAML path
         _check_folds(fl, data)
         path = fit(cfg, data=data, run_dir=run_dir or None, encoders=[encoder], folds=fl, progress=progress)
         seeds = [int(seed)]
+    print(f"run folder: {path}")           # where the trained run is (papermill's output and the notebook show it)
     return TrainedEncoder(Path(path), cfg, data, encoder, fl or [f.fold for f in data.folds], seeds)
 
 def data_summary(data) -> pl.DataFrame:   # an `ExperimentData`

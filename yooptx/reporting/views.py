@@ -27,10 +27,10 @@ __all__ = ['PALETTE', 'MAX_LINES', 'CHECK_TEXT', 'OfflineNotebookRenderer', 'fra
            'family_returns', 'metrics_table', 'by_priority', 'declutter', 'equity_figure', 'fold_ranges', 'with_fold',
            'fold_seed_table', 'fold_table', 'seed_table', 'rolling_sharpe_figure', 'signal_frame', 'rolling_ic',
            'ic_figure', 'run_data', 'cost_sensitivity', 'cost_sensitivity_figure', 'calibration_family',
-           'calibration_figures', 'run_verdict', 'data_warnings', 'verdict_banner', 'checks_table', 'checks_markdown',
-           'bullets', 'statistics_table', 'what_would_change', 'supervisor_table', 'plot_supervisor', 'ranking_table',
-           'ranking_families_table', 'per_symbol_sharpe', 'head_to_head', 'head_to_head_table', 'deployment_table',
-           'manifest_table']
+           'calibration_figures', 'class_names', 'run_verdict', 'data_warnings', 'verdict_banner', 'checks_table',
+           'checks_markdown', 'bullets', 'statistics_table', 'what_would_change', 'supervisor_table', 'plot_supervisor',
+           'ranking_table', 'ranking_families_table', 'per_symbol_sharpe', 'head_to_head', 'head_to_head_table',
+           'deployment_table', 'manifest_table']
 
 # %% ../../nbs/reporting/61_views.ipynb #e2171f1d
 class OfflineNotebookRenderer(NotebookRenderer):
@@ -566,9 +566,17 @@ def calibration_figures(run: RunView, family: str | None = None) -> tuple[go.Fig
             cm, title=f"{f}: reliability of the top-class probability, test rows (ECE {cm['ece']:.3f}){note}"
         ),
         plot_confusion(
-            cm, title=f"{f}: confusion matrix, test rows (accuracy {cm['accuracy']:.3f}, {cm['n']} predictions){note}"
+            cm, classes=class_names(cls),
+            title=f"{f}: confusion matrix, test rows (accuracy {cm['accuracy']:.3f}, {cm['n']} predictions){note}"
         ),
     )
+
+def class_names(classes) -> list[str]:
+    "Words for class codes: two classes are down / up, three are sell / hold / buy (in code order); others as they are."
+    c = list(classes)
+    if len(c) == 2: return ['down', 'up']
+    if len(c) == 3: return ['sell', 'hold', 'buy']
+    return [str(x) for x in c]
 
 # %% ../../nbs/reporting/61_views.ipynb #ae160bf8
 def run_verdict(run: RunView) -> dict:

@@ -284,13 +284,19 @@ def fit(config: ExperimentConfig | dict | str,     # the experiment
         encoders: Sequence[str] | None = None,      # subset of the config's encoders (default: every enabled one)
         seeds: Sequence[int] | None = None,         # default: config.seeds
         folds: Sequence[int] | None = None,         # default: every fold
-        progress: bool = True) -> Path:             # one line per trial and Lightning's progress bar
-    "Train every trial of the experiment into a run folder (resumable); return the run folder."
+        progress: bool = True,                      # one progress bar over the trials (stderr); stdout stays quiet
+        lightning_bars: bool = False) -> Path:      # Lightning's per-epoch bars too (one per trial)
+    "Train every trial of the experiment into a run folder (resumable); return the run folder (each trial's line goes to train.log)."
+    import warnings as _w
+    with _w.catch_warnings():
+        _w.simplefilter('ignore')
+        from tqdm.auto import tqdm
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     data = prepare(cfg) if data is None else data
     trials = plan(cfg, encoders, seeds, folds, n_folds=len(data.folds))      # validated before anything is written
     with session(cfg, data, run_dir) as s:
         n, total = [0], len(s.todo(trials))
+        bar = tqdm(total=len(trials), initial=len(trials) - total, desc='trials', unit='trial', disable=not progress, dynamic_ncols=True)
         def say(row):
             n[0] += 1
             msg = (f"trial {n[0]}/{total} {row['trial_id']}: {row['status']}"
@@ -298,8 +304,9 @@ def fit(config: ExperimentConfig | dict | str,     # the experiment
                       if row['status'] == 'ok' and row.get('val_metric') is not None else '')
                    + (f" ({row['error']})" if row['status'] == 'failed' else '') + f" [{row['duration_s']:.1f}s]")
             log.info(msg)
-            if progress: print(msg, flush=True)
-        s.run([dict(t, progress=progress) for t in trials], on_row=say)
+            bar.set_postfix_str(f"{row['encoder']} fold {row['fold']} seed {row['seed']}: {row['status']}"); bar.update()
+        try: s.run([dict(t, progress=lightning_bars) for t in trials], on_row=say)
+        finally: bar.close()
         # a bake-off run keeps its assembled predictions.parquet: re-assembling it is the caller's (experiments.bakeoff.assemble)
         n_pred = None if (s.path / 'selection.json').exists() else _stitch_run(s.path, s.ledger).height
         s.finish(n_trials=len(s.ledger), **({'n_predictions': n_pred} if n_pred is not None else {}))
