@@ -289,8 +289,11 @@ def plot_folds(folds: list[Fold], timestamps, title: str | None = None):
             k = _SEGMENTS[code[a] - 1][0]
             xs[k] += [_time(edge[a], dtype), _time(edge[b], dtype), None]; ys[k] += [y, y, None]
     for k, colour in _SEGMENTS:
+        thin = k in ('purge', 'embargo')          # a few bars of thousands: a tick at each end keeps them visible
         fig.add_trace(
-            go.Scatter(x=xs[k], y=ys[k], mode='lines', name=k, line=dict(color=colour, width=14), connectgaps=False)
+            go.Scatter(x=xs[k], y=ys[k], mode='lines+markers' if thin else 'lines', name=k, line=dict(color=colour, width=18),
+                       marker=dict(symbol='line-ns-open', size=26, line=dict(width=4, color=colour)) if thin else None,
+                       connectgaps=False)
         )
     fig.update_layout(
         title=title or f"{len(folds)} folds: train / purge / validation / test / embargo",
@@ -301,7 +304,7 @@ def plot_folds(folds: list[Fold], timestamps, title: str | None = None):
             categoryarray=[f"fold {f.fold}" + (f" {f.test_groups}" if f.test_groups else '') for f in folds],
             autorange='reversed',
         ),
-        height=120 + 40 * len(folds),
+        height=170 + 60 * len(folds),
         legend=dict(orientation='h', y=-0.2),
     )
     return fig

@@ -16,7 +16,7 @@ from ..runs import Ledger, read_run_config, resolve_run
 from .views import equity_figure, reopen_data
 
 # %% auto #0
-__all__ = ['TrainedEncoder', 'parse_folds', 'train_encoder', 'data_summary', 'folds_figure', 'learning_curves',
+__all__ = ['TrainedEncoder', 'parse_folds', 'train_encoder', 'data_summary', 'folds_figure', 'config_labels', 'learning_curves',
            'learning_curves_figure', 'validation_table', 'encoder_backtest', 'encoder_returns']
 
 # %% ../../nbs/reporting/63_trainviews.ipynb #d849a434
@@ -140,8 +140,18 @@ def folds_figure(data) -> go.Figure:
     )
 
 # %% ../../nbs/reporting/63_trainviews.ipynb #e27669ac
+def config_labels(path, encoder: str) -> dict[str, str]:   # run folder
+    """params_hash -> a readable name of each of the encoder's configurations: the params that differ between them
+    (`lr=0.001, d_model=32`); the hash's first 6 characters when they do not differ (or the ledger lacks them)."""
+    import json
+    led = Ledger(path).read().filter(pl.col('encoder') == encoder).unique('params_hash', keep='first', maintain_order=True)
+    ps = {h: json.loads(p) if p else {} for h, p in zip(led['params_hash'].to_list(), led['params'].to_list())}
+    keys = sorted({k for p in ps.values() for k in p if len({json.dumps(q.get(k), sort_keys=True) for q in ps.values()}) > 1})
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+    return {h: (', '.join(f"{k}={fmt(p.get(k))}" for k in keys) if keys else h[:6]) for h, p in ps.items()}
+
 def learning_curves(path, encoder: str) -> pl.DataFrame:   # run folder
-    "params_hash, fold, seed, tag, step, value of every scalar the encoder's trials logged to TensorBoard."
+    "params_hash, config (its readable name), fold, seed, tag, step, value of every scalar the encoder's trials logged to TensorBoard."
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     rows = []
     for d in sorted((Path(path) / 'tb' / encoder).glob('*/fold*-seed*')):
@@ -165,6 +175,7 @@ def learning_curves(path, encoder: str) -> pl.DataFrame:   # run folder
         )
         .unique(['params_hash', 'fold', 'seed', 'tag', 'step'], keep='last')
         .sort('params_hash', 'fold', 'seed', 'tag', 'step')
+        .with_columns(config=pl.col('params_hash').replace_strict(config_labels(path, encoder), default=pl.col('params_hash').str.slice(0, 6)))
     )
 
 def learning_curves_figure(curves: pl.DataFrame, monitor: str = 'val_sharpe', title: str | None = None) -> go.Figure:   # from `learning_curves`
@@ -190,7 +201,8 @@ def learning_curves_figure(curves: pl.DataFrame, monitor: str = 'val_sharpe', ti
         '#17becf',
     ]
     for i, ((h, k, s), g) in enumerate(curves.group_by('params_hash', 'fold', 'seed', maintain_order=True)):
-        name = f"fold {k} seed {s}" + (f" {h[:6]}" if multi else '')
+        cfg_name = g['config'][0] if 'config' in g.columns else h[:6]
+        name = f"fold {k} seed {s}" + (f" · {cfg_name}" if multi else '')
         for r, (tag, _) in enumerate(panels, 1):
             t = g.filter(pl.col('tag') == tag)
             if tag is None or not t.height: continue
@@ -217,7 +229,9 @@ def learning_curves_figure(curves: pl.DataFrame, monitor: str = 'val_sharpe', ti
 def validation_table(path, encoder: str) -> pl.DataFrame:   # run folder
     "The encoder's ledger rows: configuration, fold, seed, status, validation metric and loss, epochs, duration."
     led = Ledger(path).read().filter(pl.col('encoder') == encoder)
-    return led.select(
+    lab = config_labels(path, encoder)
+    return led.with_columns(config=pl.col('params_hash').replace_strict(lab, default=pl.col('params_hash').str.slice(0, 6))).select(
+        'config',
         'params_hash',
         'fold',
         'seed',
@@ -248,17 +262,20 @@ def encoder_backtest(te: TrainedEncoder) -> pl.DataFrame:
             f"no predictions of {te.encoder} in {te.path} for folds {te.folds}, seeds {te.seeds}: did every trial fail?"
             " see ledger.parquet and train.log"
         )
-    frames = [run_predictions(d.bars, p, cfg.costs, cfg.backtest, d.calendar, d.freq)]
+    lab = config_labels(te.path, te.encoder)
+    frames = [run_predictions(d.bars, p, cfg.costs, cfg.backtest, d.calendar, d.freq)
+              .with_columns(config=pl.col('params_hash').replace_strict(lab, default=pl.col('params_hash').str.slice(0, 6)))]
     if cfg.baselines:
         b = run_baselines(d, seeds=te.seeds).filter(pl.col('fold').is_in(te.folds))
         frames.append(run_predictions(d.bars, b, cfg.costs, cfg.backtest, d.calendar, d.freq))
-    return pl.concat(frames)
+    return pl.concat(frames, how="diagonal_relaxed")
 
 def encoder_returns(bt: pl.DataFrame, encoder: str) -> dict[str, pl.DataFrame]:   # from `encoder_backtest`
     "Seed-averaged returns per configuration: the encoder's configurations first (named encoder or encoder/hash), then the baselines."
     from yooptx.backtest import seed_average
     keys = bt.select('encoder', 'params_hash').unique(maintain_order=True)
     mine = keys.filter(pl.col('encoder') == encoder)
-    name = lambda e, h: f"{e}/{h[:6]}" if e == encoder and mine.height > 1 else e
+    lab = (dict(zip(bt['params_hash'].to_list(), bt['config'].to_list())) if 'config' in bt.columns else {})
+    name = lambda e, h: f"{e} ({lab.get(h) or h[:6]})" if e == encoder and mine.height > 1 else e
     ordered = list(mine.iter_rows()) + [k for k in keys.iter_rows() if k[0] != encoder]
     return {name(e, h): seed_average(bt, e, h) for e, h in ordered}
