@@ -148,7 +148,7 @@ class RunView:
     def __repr__(self):
         return (
             f"RunView({self.path.name}: candidate {self.candidate_label}, {len(self.families)} series,"
-            f" {self.ledger.height} ledger rows)"
+            f" {self.ledger.height} trainings in the ledger)"
         )
 
 
@@ -682,6 +682,8 @@ def _check(verdict: dict, name: str) -> dict | None:
     return next((c for c in verdict['checks'] if c['name'] == name), None)
 
 
+def _f2(x) -> str: return '—' if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.2f}"
+
 def _seed_stats(d: dict, ppy: float) -> dict:
     "min, max, mean, std of the seeds' net Sharpe, annualized (verdicts store them annualized, or per bar in older runs)."
     if 'min_annualized' in d: return {k: d.get(f"{k}_annualized") for k in ('min', 'max', 'mean', 'std')}
@@ -745,8 +747,8 @@ def statistics_table(run: RunView, verdict: dict | None = None) -> pl.DataFrame:
         d = _seed_stats(c['details'], run.periods_per_year)
         add(
             'seed spread of net Sharpe (annualized)',
-            f"{_fmt(d['min'])} … {_fmt(d['max'])}",
-            f"mean {_fmt(d['mean'])}, std {_fmt(d['std'])}; {c['value']:.0%} of seeds positive",
+            f"{_f2(d['min'])} … {_f2(d['max'])}",                         # a Sharpe: two decimals, as everywhere
+            f"mean {_f2(d['mean'])}, std {_f2(d['std'])}; {c['value']:.0%} of seeds positive",
         )
     if c := _check(v, 'break_even_cost'):
         add(
