@@ -242,7 +242,7 @@ def cmd_submission(args) -> int:
     from pathlib import Path
     from yooptx.core import atomic_write
     from yooptx.runs import resolve_run
-    from yooptx.ranking import lag_frame, submission_frame, submission_table
+    from yooptx.ranking import data_dates, lag_frame, submission_frame, submission_table
     out = Path(args.out)
     if out.suffix not in ('.csv', '.parquet'): raise UserError(f"--out {out}: give a .csv or .parquet file")
     run = resolve_run(args.run_dir)
@@ -252,7 +252,7 @@ def cmd_submission(args) -> int:
         from yooptx.runs import read_run_config
         cfg = read_run_config(run)
         bars, p = latest_predictions(run, args.family, args.data, args.start, args.end)
-        long = lag_frame(p, bars['timestamp'], cfg.labels.horizon)
+        long = lag_frame(p, data_dates(args.data or cfg.data.name, args.end, cfg.data.freq), cfg.labels.horizon)   # as the run's file numbers them
         df, what = (long if args.layout == 'long' else submission_table(long, cfg.data.targets, cfg.labels.horizon)), f"newest dates of {args.data or cfg.data.name}"
     else: df, what = submission_frame(run, args.family, args.split, args.layout), f"{args.split} rows"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -290,7 +290,9 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
     ok = led.filter((pl.col('status') == 'ok') & ~pl.col('encoder').is_in(list(cfg.baselines)) & ~pl.col('encoder').str.starts_with('pretrain:'))
     configs = ok.select('encoder', 'params_hash').unique().sort('encoder', 'params_hash')
     # every point a sweep evaluated counts too — completed, pruned or failed (a bigger search never buys a GO)
-    sw = _read(run / 'sweeps.parquet').select('encoder', 'params_hash') if (run / 'sweeps.parquet').exists() else configs.clear()
+    # (a point a kill cut short and evaluated again is one point: its CUT row does not count)
+    sw = (_read(run / 'sweeps.parquet').filter(pl.col('state') != 'CUT').select('encoder', 'params_hash')
+          if (run / 'sweeps.parquet').exists() else configs.clear())
     n_trials = pl.concat([configs, sw]).unique().height
     n_eff = _effective_trials(run, configs, n_trials)
     tr = [
@@ -356,7 +358,7 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
         dk = next(k for k in checks if k.name == 'deflated_sharpe')
         sd = (dk.details.get('trial_sharpe_std_annualized') or 0.0) / math.sqrt(ppy)
         n0 = max(1, n_trials - sw.unique().height)             # the trials without the sweeps' points (raw count)
-        states = _read(run / 'sweeps.parquet')['state'].value_counts(sort=True)
+        states = _read(run / 'sweeps.parquet').filter(pl.col('state') != 'CUT')['state'].value_counts(sort=True)
         what = ', '.join(f"{n} {st.lower()}" for st, n in states.iter_rows())
         before = stats.expected_max_sharpe(n0, sd) * math.sqrt(ppy) if sd > 0 else 0.0
         dk.sentence += (f" The sweeps evaluated {states['count'].sum()} point(s) ({what}), every one a trial here"

@@ -12,7 +12,7 @@ from .core import UserError
 # %% auto #0
 __all__ = ['MIN_ASSETS', 'RankingError', 'daily_ic', 'newey_west_t', 'ic_summary', 'top_k_precision', 'quantile_returns',
            'quantile_spread', 'competition_score', 'long_short_positions', 'ranking_report', 'lag_frame',
-           'submission_table', 'submission_frame']
+           'submission_table', 'data_dates', 'submission_frame']
 
 # %% ../nbs/18_ranking.ipynb #2d094303
 MIN_ASSETS = 5          # a panel narrower than this cannot be judged as a ranking
@@ -224,14 +224,18 @@ def submission_table(lags: pl.DataFrame,           # `lag_frame` output
         out = out.join(parts[k].filter(pl.col('target') == s).select('date_id', pl.col('prediction').alias(n)), on='date_id', how='left')
     return out.sort('date_id')
 
+def data_dates(name: str, end: str | None = None, freq: str | None = None) -> pl.Series:
+    "The distinct bar times of catalog data set `name` (every symbol, resampled to `freq`) up to `end`: what numbers date_id."
+    from yooptx.data import DataCatalog
+    return DataCatalog().load(name, None, None, end, freq=freq)['timestamp'].unique().sort()
+
 def _run_dates(run, cfg) -> pl.Series | None:
     "The dates that number a run's date_id: its data set's bars from the set's first one (as the newest-dates path numbers them)."
     import json
     man = json.loads((run / 'manifest.json').read_text()) if (run / 'manifest.json').exists() else {}
     try:
-        from yooptx.data import DataCatalog
         if man.get('data', {}).get('name') != cfg.data.name: raise LookupError('bars given to the run, not its catalog set')
-        return DataCatalog().load(cfg.data.name, None, None, cfg.data.end)['timestamp']
+        return data_dates(cfg.data.name, cfg.data.end, cfg.data.freq)
     except Exception:   # a run on given bars (manifest data name 'given') or a data set no longer in the catalog
         return pl.read_parquet(run / 'bars.parquet', columns=['timestamp'])['timestamp'] if (run / 'bars.parquet').exists() else None
 

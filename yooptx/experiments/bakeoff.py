@@ -264,7 +264,8 @@ def assemble(run_dir, data: ExperimentData) -> dict:
                                             supervisor=cfg.supervisor, vix=data.vix())], how='diagonal_relaxed')
     atomic_write(run / 'backtest.parquet', writer=lambda tmp: bt.write_parquet(tmp))
     # every trial configuration's validation returns (a pruned sweep point's early folds too): the gate's effective number of trials
-    tv = every.filter((pl.col('split') == 'val') & ~pl.col('encoder').is_in(list(cfg.baselines)) & ~pl.col('encoder').str.starts_with('pretrain:'))
+    tv = (every.filter((pl.col('split') == 'val') & ~pl.col('encoder').is_in(list(cfg.baselines)) & ~pl.col('encoder').str.starts_with('pretrain:'))
+          .sort('fold').unique(['encoder', 'params_hash', 'seed', 'symbol', 'timestamp'], keep='last', maintain_order=True))   # overlapping val blocks: the latest fold's
     if tv.height:
         vb = run_predictions(data.bars, tv, cfg.costs, cfg.backtest, data.calendar, data.freq, split='val')
         atomic_write(run / 'val_backtest.parquet', writer=lambda tmp: vb.write_parquet(tmp))
@@ -399,7 +400,7 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
             if toks:                             # every fitted token vocabulary of the run, by hash (pretraining and fine-tuning alike)
                 from yooptx.models.tokens import Tokenizer
                 update_manifest(s.path, tokenizers={k: Tokenizer.from_dict(v, k).hash for k, v in toks.items()})
-            s.finish(n_trials=bar.total, n_failed=failed[0], candidate=sel['candidate'])
+            s.finish(n_trials=s.ledger.read()['trial_id'].n_unique(), n_failed=failed[0], candidate=sel['candidate'])   # trainings run
     finally:
         if hasattr(executor, 'close'): executor.close()   # a process pool kept warm across stages and sweep points
     track_quietly(s.path, cfg, tracking_uri, track)     # the driver alone writes to MLflow; a failure is a warning

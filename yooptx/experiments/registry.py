@@ -305,11 +305,12 @@ def predict_bars(cfg, checkpoints: list, data: str, start: str | None = None, en
     from yooptx.features import build, load_exog
     from yooptx.training.checkpoints import load
     cat = DataCatalog(); info = cat.info(data)
-    cal, freq = info.get('calendar') or '24/7', info['freq']
+    cal, freq = info.get('calendar') or '24/7', cfg.data.freq or info['freq']      # the run's own resampling, when it had one
     if trained_on and (cal, freq) != tuple(trained_on):
         raise RegistryError(f"data set {data} has {freq} bars on calendar {cal}; {what} was trained on {trained_on[1]} bars on {trained_on[0]}: "
                             f"give a data set with the model's bars (or resample it: yooptx data resample)")
-    bars = cat.load(data, None, None, end)
+    # the run's symbols (all the data set's for spread targets: their legs) and its price adjustment and bar size
+    bars = cat.load(data, None if cfg.data.targets else cfg.data.symbols, None, end, freq=cfg.data.freq, adjust=cfg.data.adjust)
     if cfg.data.targets and not set(target_names(cfg.data.targets)) <= set(bars['symbol'].unique().to_list()):
         bars = spread_bars(bars, cfg.data.targets)
     exog = load_exog(cfg.features.exog, cfg.features.exog_lag_bars) if cfg.features.exog else None

@@ -11,7 +11,8 @@ from ..core import UserError, atomic_write
 from ..predictions import params_hash
 
 # %% auto #0
-__all__ = ['log', 'SWEEP_SCHEMA', 'distributions', 'open_study', 'read_sweeps', 'read_sweep_points', 'sweep', 'run_sweeps']
+__all__ = ['log', 'SWEEP_SCHEMA', 'distributions', 'open_study', 'read_sweeps', 'read_sweep_points', 'objective_folds', 'sweep',
+           'run_sweeps']
 
 # %% ../../nbs/experiments/58_sweeps.ipynb #09aa4c06
 log = logging.getLogger(__name__)
@@ -44,8 +45,12 @@ def open_study(run_dir, encoder: str, seed: int = 0, pruner: str = 'none'):
     p = Path(run_dir) / 'sweeps' / f'{encoder}.journal'
     p.parent.mkdir(parents=True, exist_ok=True)
     pr = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if pruner == 'median' else optuna.pruners.NopPruner()
-    return optuna.create_study(study_name=encoder, storage=JournalStorage(JournalFileBackend(str(p))), direction='maximize',
-                               sampler=optuna.samplers.TPESampler(seed=int(seed), n_startup_trials=5), pruner=pr, load_if_exists=True)
+    storage = JournalStorage(JournalFileBackend(str(p)))
+    try: done = len(optuna.load_study(study_name=encoder, storage=storage).trials)
+    except KeyError: done = 0
+    # a resumed sweep draws on from where it stopped: the same seed again would propose its first points a second time
+    return optuna.create_study(study_name=encoder, storage=storage, direction='maximize',
+                               sampler=optuna.samplers.TPESampler(seed=int(seed) + done, n_startup_trials=5), pruner=pr, load_if_exists=True)
 
 def read_sweeps(run_dir) -> pl.DataFrame:
     "Every point the run's sweeps evaluated: encoder, number, params_hash, params (JSON), state, value, folds_done."
@@ -72,6 +77,14 @@ def _score(s, rows: list[dict], metric: str) -> float:
     fr = [pl.read_parquet(s.path / r['predictions']) for r in rows if r.get('status') == 'ok' and r.get('predictions')]
     return val_score(pl.concat(fr, how='diagonal_relaxed'), metric) if fr else float('nan')
 
+def objective_folds(data) -> set[int]:
+    """The folds a sweep may score its points on: those whose validation block ends before the first test block
+    begins (with a walk-forward, the first fold). A later fold's validation block lies inside an earlier fold's test
+    block: a proposal steered by it would make the points chosen for that earlier fold depend on its test data."""
+    first_test = min((f.test_start for f in data.folds if f.test_start is not None), default=None)
+    ok = {f.fold for f in data.folds if first_test is None or (f.val_end is not None and f.val_end < first_test)}
+    return ok or {min(f.fold for f in data.folds)}
+
 def sweep(s,                        # the bake-off's RunSession
           encoder: str,
           executor=None,
@@ -86,6 +99,7 @@ def sweep(s,                        # the bake-off's RunSession
     spec = cfg.encoders[encoder]; sc = spec.search
     metric = cfg.train.monitor if cfg.train.monitor in ('val_sharpe', 'val_ic') else 'val_sharpe'
     folds = sorted(f.fold for f in s.data.folds)
+    scored = objective_folds(s.data)
     study = open_study(s.path, encoder, cfg.seeds[0], sc.pruner)
     dists = distributions(search_space(spec))
     T = optuna.trial.TrialState
@@ -111,17 +125,19 @@ def sweep(s,                        # the bake-off's RunSession
         if on_point: on_point(len(s.todo(tasks)))
         rows, state, value, done = [], T.COMPLETE, float('nan'), 0
         try:
-            groups = [[t for t in tasks if t['fold'] == k] for k in folds] if sc.pruner != 'none' else [tasks]
-            for i, g in enumerate(groups):
+            # the scored folds first (the objective, and a pruning decision, need only them), then the rest of the record
+            groups = [[t for t in tasks if t['fold'] in scored], [t for t in tasks if t['fold'] not in scored]]
+            for i, g in enumerate(g for g in groups if g):
                 rows += s.run(g, executor, on_row=on_row)
                 rows += [r for r in s.ledger.ok().filter(pl.col('trial_id').is_in([t['trial_id'] for t in g])).to_dicts()
                          if r['trial_id'] not in {x['trial_id'] for x in rows}]     # a resumed point: its trials already done
                 done = len({r['fold'] for r in rows if r.get('status') == 'ok'})
-                value = _score(s, rows, metric)
-                if sc.pruner != 'none' and math.isfinite(value):
-                    trial.report(value, step=i)
-                    if trial.should_prune() and i < len(groups) - 1: state = T.PRUNED; break
-            if not any(r.get('status') == 'ok' for r in rows) or not math.isfinite(value): state = T.FAIL
+                if i == 0:
+                    value = _score(s, [r for r in rows if r['fold'] in scored], metric)
+                    if sc.pruner != 'none' and math.isfinite(value):
+                        trial.report(value, step=0)
+                        if trial.should_prune(): state = T.PRUNED; break
+            if not any(r.get('status') == 'ok' and r['fold'] in scored for r in rows) or not math.isfinite(value): state = T.FAIL
         except BaseException:
             _record(s.path, {**rec, 'state': 'RUNNING', 'value': None, 'folds_done': done})   # stays RUNNING: resumed as failed
             raise
