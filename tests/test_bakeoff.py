@@ -131,3 +131,20 @@ def test_fold_choices_only_see_earlier_validation_rows(data, tmp_path):
     assert {int(k) for k in sel['families']['cnn']['per_fold']} == {0, 1, 2}
     bt = pl.read_parquet(run / 'backtest.parquet')
     assert bt.filter(pl.col('encoder') == 'candidate').height > 0
+
+
+def test_overlapping_validation_blocks_and_the_effective_number_of_trials(tmp_path):
+    """Six expanding folds with 20% validation: the last folds' validation blocks overlap. The bake-off still assembles
+    (each configuration's validation returns keep the latest fold's row) and the gate reports an effective number of
+    trials between 1 and the configurations counted."""
+    from yooptx.splits import walk_forward
+    cfg = load_config({'encoders': {'cnn': {'params': {'d_model': 8, 'window': 8}, 'grid': {'lr': [0.001, 0.002]}}},
+                       'baselines': ['momentum'], 'seeds': [0], 'splits': {'n_folds': 6, 'val_fraction': 0.2}, 'budget': {'max_epochs': 1}})
+    d = prepare(cfg, bars=planted_signal(600, n_symbols=2, seed=2, sharpe=3.0), calendar='XNYS')
+    vals = [set(d.bars['timestamp'].gather(f.val).to_list()) for f in d.folds]
+    assert any(a & b for i, a in enumerate(vals) for b in vals[i + 1:])               # the premise: overlapping blocks
+    run = B.bakeoff(cfg, data=d, run_dir=tmp_path / 'run', progress=False)
+    vb = pl.read_parquet(run / 'val_backtest.parquet')
+    assert vb.group_by('encoder', 'params_hash', 'seed', 'timestamp').len()['len'].max() == 1
+    v = evaluate(run)
+    assert 1.0 <= v['n_trials_effective'] <= v['n_trials'] == 2
