@@ -19,7 +19,7 @@ from ..metrics import periods_per_year, prediction_metrics, sharpe, trading_metr
 from ..predictions import params_hash, stitch
 from ..runs import Ledger, check_data, run_trial, session, trial_id, update_manifest, utc_now, vet_data
 from ..models.encoders import ENCODER_REGISTRY, encoder_config
-from ..training.driver import plan, resolve_params, stitch_trials
+from ..training.driver import largest_point, plan, resolve_params, stitch_trials
 from .executors import make_executor
 from ..tracking import track_quietly
 from yooptx.experiments.selection import (
@@ -360,11 +360,14 @@ def bakeoff(config: ExperimentConfig | dict | str,  # experiment YAML path, pack
     try:
         if hasattr(executor, 'start'): executor.start()     # Ray: reachable, and a trial's resources exist there — before anything is written
         vet_data(cfg, data)                                             # short folds and missing features first: they explain a short window
-        check_windows(data, [t for t in tasks if t['trial_id'] not in done])
+        # an Optuna sweep's points are not known yet: its most demanding corner stands in for them in these checks
+        probe = [t for e, sp in cfg.encoders.items() if sp.enabled and sp.search.method == 'optuna'
+                 for t in plan(cfg, [e], folds=[f.fold for f in data.folds], sweeps={e: [largest_point(sp)]})]
+        check_windows(data, [t for t in tasks if t['trial_id'] not in done] + probe)
         if cfg.backtest.portfolio == 'long_short' and len(data.symbols) < 5:   # a ranking needs a cross-section (refused before training)
             raise UserError(f"backtest.portfolio long_short ranks the symbols on each bar, but data.name={cfg.data.name} has {len(data.symbols)} "
                             f"symbol(s): it needs at least 5 (--set backtest.portfolio=per_symbol, or a data set with more symbols)")
-        check_memory(data, [t for t in tasks if t['trial_id'] not in done], executor.jobs)   # refused before the run folder is made
+        check_memory(data, [t for t in tasks if t['trial_id'] not in done] + probe, executor.jobs)   # refused before the run folder is made
         with session(cfg, data, run_dir) as s:
             bar = tqdm(
                 total=len(tasks),

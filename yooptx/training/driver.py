@@ -25,8 +25,8 @@ from .checkpoints import CheckpointError, Predictor, check_resume, load, read_ch
 from .module import SequenceModel, make_meta, make_trainer, quiet_lightning, trial_paths
 
 # %% auto #0
-__all__ = ['log', 'grid_points', 'search_space', 'random_points', 'search_points', 'resolve_params', 'plan', 'train_trial',
-           'encoder_trial', 'split_loss', 'stitch_trials', 'fit', 'predict']
+__all__ = ['log', 'grid_points', 'search_space', 'random_points', 'search_points', 'largest_point', 'resolve_params', 'plan',
+           'train_trial', 'encoder_trial', 'split_loss', 'stitch_trials', 'fit', 'predict']
 
 # %% ../../nbs/training/27_driver.ipynb #324d0403
 log = logging.getLogger('yooptx.train')
@@ -66,6 +66,16 @@ def search_points(spec, encoder: str, seed: int = 0, recorded: list | None = Non
     if m == 'grid': return grid_points(spec)
     if m == 'random': return random_points(spec, encoder, seed)
     return [dict(p) for p in (recorded or [])]
+
+def largest_point(spec) -> dict:
+    """The space's most demanding corner (every numeric key at its largest value, other keys at their first choice): what
+    plan-time checks of window length and memory must allow before a sweep proposes anything."""
+    def big(v):
+        if isinstance(v, list):
+            nums = [x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            return max(nums) if nums else v[0]
+        return int(v['high']) if v.get('int') else v['high']
+    return {**spec.params, **{k: big(v) for k, v in search_space(spec).items()}}
 
 def _probe_point(spec) -> dict:
     "A point at a corner of the space (first choices, low ends): plan-time validation of the keys a search will vary."
