@@ -143,3 +143,18 @@ def test_every_notebook_names_its_kernel_and_lab_opens_on_the_front_page():
     lab = next(l for l in (REPO / 'Makefile').read_text().splitlines() if 'jupyter lab' in l)
     assert '--ServerApp.root_dir=.' in lab and 'nbs/index.ipynb' in lab
     assert 'readme_nb = index.ipynb' in (REPO / 'settings.ini').read_text() and (REPO / 'nbs' / 'index.ipynb').exists()
+
+
+def test_the_tour_notebooks_carry_their_outputs_and_the_library_notebooks_none():
+    "A reader sees the front page's and the backtest tour's results before running anything; library notebooks stay output-free."
+    import json
+    tours = {'nbs/index.ipynb', 'nbs/44_backtest_tour.ipynb'}
+    for p in REPO.glob('nbs/**/*.ipynb'):
+        if '.ipynb_checkpoints' in str(p) or 'mlruns' in str(p): continue
+        outs = [o for c in json.loads(p.read_text())['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', [])]
+        rel = str(p.relative_to(REPO))
+        if rel in tours:
+            assert any('application/vnd.plotly.v1+json' in o.get('data', {}) for o in outs), f"{rel}: committed without its figures"
+            assert not [o for o in outs if o.get('output_type') == 'error'], f"{rel}: an error output is committed"
+        else:
+            assert not outs, f"{rel}: a library notebook committed with outputs (nbdev_clean and re-run nbdev_export)"
