@@ -16,7 +16,8 @@ from .labels import label_horizon, make_labels_from_config
 from .splits import Fold, walk_forward_from_config
 
 # %% auto #0
-__all__ = ['ExperimentData', 'check_features_config', 'target_columns', 'target_names', 'spread_bars', 'prepare']
+__all__ = ['ExperimentData', 'check_features_config', 'target_columns', 'target_names', 'spread_bars', 'config_exog',
+           'config_features', 'prepare']
 
 # %% ../nbs/15_experiment.ipynb #dd636418
 @dataclass
@@ -148,6 +149,15 @@ def spread_bars(bars: pl.DataFrame, targets: list[dict]) -> pl.DataFrame:
                             pl.lit(2.0 if t.get('b') else 1.0).alias('cost_legs')))
     return pl.concat(out).sort('symbol', 'timestamp')
 
+def config_exog(cfg: ExperimentConfig) -> dict | None:
+    "The exogenous series `features.exog` names, with its publication lag (None without any)."
+    return load_exog(cfg.features.exog, cfg.features.exog_lag_bars) if cfg.features.exog else None
+
+def config_features(cfg: ExperimentConfig, bars: pl.DataFrame, exog: dict | None, freq: str, calendar: str) -> pl.DataFrame:
+    "The config's features of `bars` (its names or preset, dtype): the one call a run, a replay and a prediction share."
+    return build(bars, cfg.features.names or None, exog=exog, preset=None if cfg.features.names else cfg.features.preset,
+                 freq=freq, calendar=calendar, dtype=cfg.features.dtype)
+
 def prepare(config: ExperimentConfig | dict | str | None = None,  # config object, mapping, YAML path or packaged name
             bars: pl.DataFrame | None = None,   # use these bars instead of the config's catalog data set
             calendar: str | None = None,        # calendar of `bars` (default '24/7'); ignored for catalog data
@@ -175,9 +185,7 @@ def prepare(config: ExperimentConfig | dict | str | None = None,  # config objec
     check_features_config(cfg, bars, freq, catalog)
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter('always')
-        exog = load_exog(cfg.features.exog, cfg.features.exog_lag_bars) if cfg.features.exog else None
-        feats = build(bars, cfg.features.names, exog=exog, preset=None if cfg.features.names else cfg.features.preset,
-                      freq=freq, calendar=calendar, dtype=cfg.features.dtype)
+        feats = config_features(cfg, bars, config_exog(cfg), freq, calendar)
     labels = make_labels_from_config(bars, cfg.labels)
     folds = walk_forward_from_config(bars['timestamp'], cfg.splits, label_horizon(cfg.labels), label_end=labels['label_end'])
     if cfg.data.targets:

@@ -301,8 +301,7 @@ def predict_bars(cfg, checkpoints: list, data: str, start: str | None = None, en
     """(bars, predictions) of `checkpoints` (seeds averaged: prediction, pred_h<k>, prob_<c>) on data set `data`: bars up to
     `end`, features over the whole history, rows from `start` on."""
     from yooptx.data import DataCatalog
-    from yooptx.experiment import spread_bars, target_names
-    from yooptx.features import build, load_exog
+    from yooptx.experiment import config_exog, config_features, spread_bars, target_names
     from yooptx.training.checkpoints import load
     cat = DataCatalog(); info = cat.info(data)
     cal, freq = info.get('calendar') or '24/7', cfg.data.freq or info['freq']      # the run's own resampling, when it had one
@@ -313,9 +312,7 @@ def predict_bars(cfg, checkpoints: list, data: str, start: str | None = None, en
     bars = cat.load(data, None if cfg.data.targets else cfg.data.symbols, None, end, freq=cfg.data.freq, adjust=cfg.data.adjust)
     if cfg.data.targets and not set(target_names(cfg.data.targets)) <= set(bars['symbol'].unique().to_list()):
         bars = spread_bars(bars, cfg.data.targets)
-    exog = load_exog(cfg.features.exog, cfg.features.exog_lag_bars) if cfg.features.exog else None
-    feats = build(bars, cfg.features.names or None, exog=exog, preset=None if cfg.features.names else cfg.features.preset, freq=freq, calendar=cal,
-                  dtype=cfg.features.dtype)
+    feats = config_features(cfg, bars, config_exog(cfg), freq, cal)
     rows = np.flatnonzero((feats['timestamp'] >= pl.Series([start]).str.to_datetime(time_zone='UTC')[0]).to_numpy()) if start else None
     if rows is not None and not rows.size: raise RegistryError(f"data set {data} has no bars from {start}{f' to {end}' if end else ''}")
     if not bars.height: raise RegistryError(f"data set {data} has no bars up to {end}")

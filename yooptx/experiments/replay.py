@@ -13,7 +13,7 @@ import polars as pl
 from ..core import UserError, atomic_write
 from ..backtest import run as backtest_run, size_positions
 from ..execution import Execution
-from ..features import build, load_exog
+from ..experiment import config_exog, config_features
 from ..runs import read_run_config, reopen_data
 from ..supervisor import AuditLog, Decision, path_context
 
@@ -213,7 +213,7 @@ def replay(run_dir,                        # a finished bake-off run folder
     out = Path(out) if out is not None else run / 'replays' / candidate.replace(':', '_')
     out.mkdir(parents=True, exist_ok=True)
     audit = AuditLog(out / 'audit.jsonl')
-    exog = load_exog(cfg.features.exog, cfg.features.exog_lag_bars) if cfg.features.exog else None
+    exog = config_exog(cfg)
     models = _live_models(run, plan, cfg, data, seeds)
     seeds = sorted({s for _, s in models})                # a deterministic baseline trades the first seed only
     # bars' rows: the Execution indexes the bars frame (sorted by symbol, timestamp)
@@ -243,8 +243,7 @@ def replay(run_dir,                        # a finished bake-off run folder
                          else Decision('OK', 1.0, (st.get('reason', 'resumed'),), 'kill-switch'), 0.0, wall=time.time())
         a = time.perf_counter()
         prefix = bars.filter(pl.col('timestamp') <= t)
-        feats = build(prefix, cfg.features.names, exog=exog, preset=None if cfg.features.names else cfg.features.preset, freq=freq, calendar=cal,
-                      dtype=cfg.features.dtype)
+        feats = config_features(cfg, prefix, exog, freq, cal)
         r_t = np.flatnonzero((feats['timestamp'] == t).to_numpy())
         tgt = []
         for s in seeds:

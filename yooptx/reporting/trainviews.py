@@ -150,6 +150,10 @@ def config_labels(path, encoder: str) -> dict[str, str]:   # run folder
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
     return {h: (', '.join(f"{k}={fmt(p.get(k))}" for k in keys) if keys else h[:6]) for h, p in ps.items()}
 
+def _config_col(labels: dict[str, str]) -> pl.Expr:
+    "params_hash -> its readable configuration name (`config_labels`); the hash's first 6 characters for any other."
+    return pl.col('params_hash').replace_strict(labels, default=pl.col('params_hash').str.slice(0, 6))
+
 def learning_curves(path, encoder: str) -> pl.DataFrame:   # run folder
     "params_hash, config (its readable name), fold, seed, tag, step, value of every scalar the encoder's trials logged to TensorBoard."
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -175,7 +179,7 @@ def learning_curves(path, encoder: str) -> pl.DataFrame:   # run folder
         )
         .unique(['params_hash', 'fold', 'seed', 'tag', 'step'], keep='last')
         .sort('params_hash', 'fold', 'seed', 'tag', 'step')
-        .with_columns(config=pl.col('params_hash').replace_strict(config_labels(path, encoder), default=pl.col('params_hash').str.slice(0, 6)))
+        .with_columns(config=_config_col(config_labels(path, encoder)))
     )
 
 def learning_curves_figure(curves: pl.DataFrame, monitor: str = 'val_sharpe', title: str | None = None) -> go.Figure:   # from `learning_curves`
@@ -230,7 +234,7 @@ def validation_table(path, encoder: str) -> pl.DataFrame:   # run folder
     "The encoder's ledger rows: configuration, fold, seed, status, validation metric and loss, epochs, duration."
     led = Ledger(path).read().filter(pl.col('encoder') == encoder)
     lab = config_labels(path, encoder)
-    return led.with_columns(config=pl.col('params_hash').replace_strict(lab, default=pl.col('params_hash').str.slice(0, 6))).select(
+    return led.with_columns(config=_config_col(lab)).select(
         'config',
         'params_hash',
         'fold',
@@ -264,7 +268,7 @@ def encoder_backtest(te: TrainedEncoder) -> pl.DataFrame:
         )
     lab = config_labels(te.path, te.encoder)
     frames = [run_predictions(d.bars, p, cfg.costs, cfg.backtest, d.calendar, d.freq)
-              .with_columns(config=pl.col('params_hash').replace_strict(lab, default=pl.col('params_hash').str.slice(0, 6)))]
+              .with_columns(config=_config_col(lab))]
     if cfg.baselines:
         b = run_baselines(d, seeds=te.seeds).filter(pl.col('fold').is_in(te.folds))
         frames.append(run_predictions(d.bars, b, cfg.costs, cfg.backtest, d.calendar, d.freq))

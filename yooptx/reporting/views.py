@@ -231,8 +231,9 @@ PALETTE = ['#000000', '#E69F00', '#56B4E9', '#009E73', '#0072B2', '#D55E00', '#C
 MAX_LINES = 6
 
 def _series_sharpe(r: pl.DataFrame) -> float:
-    x = r['net'].drop_nulls().to_numpy() if 'net' in r.columns else np.array([])
-    return float(x.mean() / x.std(ddof=1)) if x.size > 2 and x.std(ddof=1) > 0 else float('-inf')
+    "Per-bar net Sharpe of a returns frame for ordering series (-inf where it is undefined: such a series goes last)."
+    v = sharpe_ratio(r['net'].drop_nulls().to_numpy()) if 'net' in r.columns and r['net'].drop_nulls().len() > 2 else float('nan')
+    return float(v) if np.isfinite(v) else float('-inf')
 
 def by_priority(returns: dict[str, pl.DataFrame], baselines=()) -> dict[str, pl.DataFrame]:
     """The series in reading order: the first (the candidate), the best baseline, every other (encoder) family best

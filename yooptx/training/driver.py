@@ -297,10 +297,7 @@ def fit(config: ExperimentConfig | dict | str,     # the experiment
         progress: bool = True,                      # one progress bar over the trials (stderr); stdout stays quiet
         lightning_bars: bool = False) -> Path:      # Lightning's per-epoch bars too (one per trial)
     "Train every trial of the experiment into a run folder (resumable); return the run folder (each trial's line goes to train.log)."
-    import warnings as _w
-    with _w.catch_warnings():
-        _w.simplefilter('ignore')
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm     # (yooptx.core silences tqdm's IProgress notice once for all)
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     data = prepare(cfg) if data is None else data
     trials = plan(cfg, encoders, seeds, folds, n_folds=len(data.folds))      # validated before anything is written
