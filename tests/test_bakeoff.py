@@ -1,6 +1,6 @@
 """Bake-off harness: one ledger, resumable after a kill, failed trials recorded, process pool = in-process,
 selection on validation rows only, the CLI (`yooptx bakeoff` / `yooptx gate`) and the pre-registered gate."""
-import json
+import json, re
 from pathlib import Path
 import numpy as np
 import polars as pl
@@ -79,12 +79,15 @@ def test_cli_bakeoff_then_gate(home, tmp_path):
     y = tmp_path / 'exp.yaml'; y.write_text(yaml.safe_dump(cfg))
     track = {'YOOPTX_NO_TRACK': '0'}
     # a tracking store that cannot be reached: the bake-off runs anyway and says tracking was skipped
-    rc, out, err = run_cli('bakeoff', y, '--set', 'budget.max_epochs=1', '--quiet', '--tracking-uri', 'http://127.0.0.1:9',
-                           env_extra=track, timeout=600)
+    # --smoke: the same path at smoke settings (one short epoch), said loudly and recorded with the run
+    rc, out, err = run_cli('--smoke', 'bakeoff', y, '--quiet', '--tracking-uri', 'http://127.0.0.1:9', env_extra=track, timeout=600)
     assert rc == 0, err
     assert 'tracking skipped: cannot reach the tracking store http://127.0.0.1:9' in err
-    run = Path(out.strip().splitlines()[-2].split('run folder: ')[1])
+    run = Path(re.search(r'^run folder: (.+)$', out, re.M)[1])
     assert 'net Sharpe' in out and '★' in out and 'candidate: cnn' in out       # the leaderboard: every family on test, the candidate marked
+    assert re.search(r'^verdict: (NO-)?GO', out, re.M) and f'every check: yooptx gate {run}' in out   # and the verdict line
+    assert 'smoke settings' in err and any('smoke settings' in w for w in json.loads((run / 'manifest.json').read_text())['warnings'])
+    assert yaml.safe_load((run / 'config.yaml').read_text())['budget']['max_batches_per_epoch'] == 8
     assert run.parent == home / 'runs' and (run / 'ledger.parquet').exists()
     rc, out, err = run_cli('gate', run, env_extra=track)       # the default store: sqlite under $YOOPTX_HOME
     assert rc == 0, err

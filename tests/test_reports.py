@@ -303,13 +303,13 @@ def test_indexes_from_hand_made_runs(tmp_path):
         (d / 'html' / 'go_no_go.html').write_text('x'); (d / 'html' / 'train.html').write_text('x')
         idx = BeautifulSoup(R.write_run_index(d).read_text(), 'html.parser')
         assert [a['href'] for a in idx.select('li > a')] == ['go_no_go.html', 'train.html']   # decision document first
-        assert idx.select_one('.badge').text == (v or 'no verdict')
+        assert idx.select_one('.badge').text == (v or 'unfinished')      # the words of `yooptx runs`
     site = R.write_site_index(runs)
     assert site == tmp_path / '_site' / 'index.html'
     s = BeautifulSoup(site.read_text(), 'html.parser')
     rows = s.select('tr')[1:]
     assert [r.td.text for r in rows] == ['20260103-000000-cccccc', '20260102-000000-bbbbbb', '20260101-000000-aaaaaa']  # newest first
-    assert [r.select_one('.badge').text for r in rows] == ['no verdict', 'NO-GO', 'GO']
+    assert [r.select_one('.badge').text for r in rows] == ['unfinished', 'NO-GO', 'GO']
     for a in s.select('a'): assert (site.parent / a['href']).exists(), a['href']
 
 

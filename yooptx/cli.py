@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_cli.ipynb #995c4545
 from __future__ import annotations
-import argparse, json, logging, math, signal, sys, time, traceback, warnings
+import argparse, json, logging, math, os, signal, sys, time, traceback, warnings
 import polars as pl
 from .core import UserError
 from .bars import FREQ_MINUTES
@@ -132,7 +132,12 @@ def cmd_bakeoff(args) -> int:
                "no encoder or agent configuration finished every fold (see ledger.parquet)")
         print(f"yooptx: no candidate to judge: {why}", file=sys.stderr)
         return 1
-    print(f"next: yooptx gate {run}")
+    from yooptx.gate import evaluate
+    v = evaluate(run)                         # the verdict line under the leaderboard; `yooptx gate` shows every check
+    failed = [c['name'] for c in v['checks'] if c['passed'] is False]
+    print(f"verdict: {v['sentence']}" + (f" (failed: {', '.join(failed)})" if failed else ''))
+    _retrack(run, args)
+    print(f"every check: yooptx gate {run}")
     return 0
 
 def _leaderboard(run, sel: dict) -> None:
@@ -310,21 +315,21 @@ def cmd_demo(args) -> int:
     enc = [k for k, v in cfg.encoders.items() if v.enabled]
     print(
         f"demo experiment {args.config!r}: data {cfg.data.name}, encoders {', '.join(enc)}, baselines"
-        f" {', '.join(cfg.baselines)}, {cfg.splits.n_folds} folds x {len(cfg.seeds)} seeds"
+        f" {', '.join(cfg.baselines)}, {cfg.splits.n_folds} folds x {len(cfg.seeds)} seed{'s' if len(cfg.seeds) != 1 else ''}"
     )
     run = bakeoff(cfg, run_dir=args.run, jobs=args.jobs, threads=args.threads, progress=not args.quiet, track=False)
     v = evaluate(run)
     print('\n' + verdict_text(v))
     if args.no_reports:
         _retrack(run, args)
-        print(f"\ndone in {time.time() - t0:.0f}s. run folder: {run}\nverdict: {run / 'verdict.json'}")
+        print(f"\ndone in {time.time() - t0:.0f}s.\nrun folder: {run}\nverdict: {run / 'verdict.json'}")
         return 0
     from yooptx.reporting.runner import ReportFailed, demo_reports, in_runs_dir, write_site_index
     print("\nrendering the run's reports (go_no_go, walk_forward, train, attention) …", flush=True)
     try:html = demo_reports(run, progress=not args.quiet, self_contained=args.self_contained)
     except ReportFailed as e: return _report_failed(e)
     _retrack(run, args)                               # the run, its verdict and its rendered reports, mirrored once
-    print(f"\ndone in {time.time() - t0:.0f}s. run folder: {run}\nverdict: {run / 'verdict.json'}")
+    print(f"\ndone in {time.time() - t0:.0f}s.\nrun folder: {run}\nverdict: {run / 'verdict.json'}")
     print(f"all reports of the run: {run / 'html' / 'index.html'}")
     if in_runs_dir(run): print(f"all runs: {write_site_index()}")
     print(f"go/no-go report:\n{html}")
@@ -358,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
         description='Does a learned sequence encoder really beat simple models, net of costs, out of sample?',
     )
     p.add_argument('--debug', action='store_true', help='print tracebacks on errors')
+    p.add_argument('--smoke', action='store_true', help='smoke settings for every new experiment (one seed, one short epoch, one '
+                   'configuration per family): checks in a minute that the whole path runs; no verdict to act on ($YOOPTX_SMOKE=1)')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
     data = sub.add_parser('data', help='list, ingest, check and resample data sets').add_subparsers(
         dest='data_command', metavar='ACTION', required=True
@@ -553,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     try: args = p.parse_args(argv)
     except SystemExit as e: return int(e.code or 0)
+    if args.smoke: os.environ['YOOPTX_SMOKE'] = '1'      # papermill kernels and worker processes inherit it
     lg, h = logging.getLogger('yooptx'), _UserWarnings()
     lg.addHandler(h)
     old_term = _on_sigterm()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #2ca97a18
 from __future__ import annotations
-import copy, dataclasses, datetime, re, types, typing
+import copy, dataclasses, datetime, os, re, types, typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, get_args, get_origin, get_type_hints
@@ -14,11 +14,11 @@ import yaml
 from .core import ConfigError, PKG_DIR, short_repr
 
 # %% auto #0
-__all__ = ['FREQS', 'DEFAULT_BASELINES', 'LOSSES', 'SIZINGS', 'COST_FIELDS', 'RL_MODES', 'from_dict', 'to_dict', 'DataConfig',
-           'FeaturesConfig', 'LabelsConfig', 'SplitsConfig', 'SearchSpec', 'EncoderSpec', 'TrainConfig', 'EnsembleSpec',
-           'CostsConfig', 'BacktestConfig', 'ExecutorConfig', 'BudgetConfig', 'RLSpec', 'GateConfig', 'TrackConfig',
-           'SupervisorConfig', 'PromotionConfig', 'ExperimentConfig', 'YamlLoader', 'read_yaml', 'apply_override',
-           'load_config', 'dump_config']
+__all__ = ['FREQS', 'DEFAULT_BASELINES', 'LOSSES', 'SIZINGS', 'COST_FIELDS', 'RL_MODES', 'SMOKE_ENV', 'SMOKE_NOTE', 'from_dict',
+           'to_dict', 'DataConfig', 'FeaturesConfig', 'LabelsConfig', 'SplitsConfig', 'SearchSpec', 'EncoderSpec',
+           'TrainConfig', 'EnsembleSpec', 'CostsConfig', 'BacktestConfig', 'ExecutorConfig', 'BudgetConfig', 'RLSpec',
+           'GateConfig', 'TrackConfig', 'SupervisorConfig', 'PromotionConfig', 'ExperimentConfig', 'YamlLoader',
+           'read_yaml', 'apply_override', 'load_config', 'dump_config', 'smoke_enabled', 'smoke_config']
 
 # %% ../nbs/00_config.ipynb #233952ec
 def _tname(tp) -> str:
@@ -374,6 +374,10 @@ class BudgetConfig:
     max_epochs: int = 20
     max_minutes_per_trial: float = 10.0
     max_trials_per_encoder: int = 8
+    max_batches_per_epoch: Optional[int] = None   # training batches per epoch at most (None: every batch; smoke settings: 8)
+    def validate(self, where):
+        if self.max_batches_per_epoch is not None and self.max_batches_per_epoch < 1:
+            raise ConfigError(f"{where}.max_batches_per_epoch: must be >= 1 (or null: every batch), got {self.max_batches_per_epoch}")
 
 RL_MODES = ('frozen', 'finetune', 'scratch')
 
@@ -605,7 +609,8 @@ def apply_override(d: dict, assignment: str) -> dict:
     node[parts[-1]] = value
     return d
 
-def load_config(source: str | Path | dict | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(source: str | Path | dict | None = None, overrides: list[str] | None = None,
+                smoke: bool | None = None) -> ExperimentConfig:   # smoke settings (None: when $YOOPTX_SMOKE is set)
     "Load and validate an experiment config from a YAML path, a packaged config name, or a dict, plus overrides."
     if source is None: raw = {}
     elif isinstance(source, dict): raw = dict(source)
@@ -622,10 +627,39 @@ def load_config(source: str | Path | dict | None = None, overrides: list[str] | 
     import copy
     raw = copy.deepcopy(raw)
     for o in overrides or []: apply_override(raw, o)
-    return from_dict(ExperimentConfig, raw)
+    cfg = from_dict(ExperimentConfig, raw)
+    return smoke_config(cfg) if (smoke_enabled() if smoke is None else smoke) else cfg
 
 def dump_config(cfg: ExperimentConfig) -> str:
     "YAML text of a validated config (what a run folder's `config.yaml` holds)."
     class NoAliases(yaml.SafeDumper):          # a value used twice is written twice: configs are read back without aliases
         def ignore_aliases(self, data): return True
     return yaml.dump(to_dict(cfg), Dumper=NoAliases, sort_keys=False, allow_unicode=False)
+
+# %% ../nbs/00_config.ipynb #97ce86eb
+SMOKE_ENV = 'YOOPTX_SMOKE'
+SMOKE_NOTE = ("smoke settings ($YOOPTX_SMOKE): one seed, one epoch of at most 8 batches, one configuration per family "
+              "(searches: 2 points), RL agents a few hundred steps — this run checks that the path works; its verdict is no verdict")
+
+def smoke_enabled() -> bool:
+    "Whether `$YOOPTX_SMOKE` asks for smoke settings (`yooptx --smoke ...` sets it)."
+    return os.environ.get(SMOKE_ENV, '') not in ('', '0')
+
+def smoke_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    "The same experiment shrunk to run in about a minute: first seed, 1 epoch of ≤ 8 batches, each grid's first point, ≤ 2 search points, short RL. Idempotent."
+    c = copy.deepcopy(cfg)
+    c.seeds = c.seeds[:1]
+    c.budget.max_epochs = 1
+    c.budget.max_batches_per_epoch = min(c.budget.max_batches_per_epoch or 8, 8)
+    for e in c.encoders.values():
+        e.grid = {k: list(v[:1]) for k, v in e.grid.items()}
+        if e.search.method != 'grid': e.search.n_trials = min(e.search.n_trials, 2)
+        if 'mlm_epochs' in e.params: e.params['mlm_epochs'] = 1
+    for a in c.rl.values():
+        a.grid = {k: list(v[:1]) for k, v in a.grid.items()}
+        a.batch_size = min(a.batch_size, 32)
+        a.learning_starts = min(a.learning_starts, 64)
+        a.total_timesteps = min(a.total_timesteps, a.learning_starts + 192)
+        a.eval_every = min(a.eval_every, 128)
+        a.buffer_size = max(min(a.buffer_size, 4096), a.batch_size)
+    return c

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import polars as pl
 import yaml
 from .core import REPO_DIR, UserError, atomic_write, runs_dir
-from .config import ExperimentConfig, dump_config, load_config, read_yaml, to_dict
+from .config import SMOKE_NOTE, ExperimentConfig, dump_config, load_config, read_yaml, smoke_enabled, to_dict
 
 # %% auto #0
 __all__ = ['PACKAGES', 'LEDGER_SCHEMA', 'STATUSES', 'RUN_MARKERS', 'TRIAL_TYPES', 'log', 'RunError', 'new_run_id', 'git_info',
@@ -113,7 +113,7 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig:
     p = Path(run_dir) / 'config.yaml'
     if not p.exists():
         raise RunError(f"{run_dir} is not a run folder (no config.yaml): create one with create_run(config)")
-    return load_config(p)
+    return load_config(p, smoke=False)
 
 def open_run(run_dir: str | Path, config: ExperimentConfig | None = None) -> Path:
     "An existing run folder, checked to have been created with `config` (when given)."
@@ -270,25 +270,30 @@ def run_row(run_dir: str | Path) -> dict:
     "One run folder's line of `list_runs` (missing files leave their fields empty)."
     run = Path(run_dir)
     m, v = _read_json(run / 'manifest.json'), _read_json(run / 'verdict.json')
+    if v and m.get('verdict_sha256') and hashlib.sha256((run / 'verdict.json').read_bytes()).hexdigest() != m['verdict_sha256']:
+        v = {'verdict': 'ALTERED', 'sentence': 'verdict.json was changed after the gate wrote it: run `yooptx gate` again'}
     ck = {c['name']: c for c in v.get('checks', [])}
     ci, dsr = (ck.get('net_sharpe_ci') or {}).get('details', {}), ck.get('deflated_sharpe') or {}
     n_led = None
     if (run / 'ledger.parquet').exists():       # trainings run: every trial id the ledger has (ok or failed)
         try: n_led = pl.scan_parquet(run / 'ledger.parquet').select(pl.col('trial_id').n_unique()).collect().item()
         except Exception: n_led = None
+    data = m.get('data') or {}
     return {'run_id': run.name, 'started': (m.get('started') or '')[:16].replace('T', ' '),
-            'data': (m.get('data') or {}).get('name') or '', 'candidate': v.get('candidate') or '',
+            'data': data.get('name') or '', 'freq': data.get('freq') or '',
+            'candidate': v.get('candidate') or _read_json(run / 'selection.json').get('candidate') or '',
             'verdict': v.get('verdict') or ('unjudged' if (run / 'selection.json').exists() else 'unfinished'),
             'net_sharpe': ci.get('estimate'), 'ci_low': ci.get('low'), 'dsr': dsr.get('value'),
             'configurations': v.get('n_trials'), 'effective': v.get('n_trials_effective'), 'trainings': n_led if n_led is not None else m.get('n_trials'),
-            'failed': m.get('n_failed')}
+            'failed': m.get('n_failed'), 'sentence': v.get('sentence') or '', 'commit': ((m.get('git') or {}).get('commit') or '')[:10]}
 
 def list_runs(root=None) -> pl.DataFrame:   # folder holding run folders (default `runs_dir()`)
     "Every run folder under `root` (newest first): id, started, data, candidate, verdict, net Sharpe, CI low, DSR, configurations, trainings."
     root = Path(root) if root is not None else runs_dir()
     rows = [run_row(d) for d in (root.iterdir() if root.is_dir() else ()) if d.is_dir() and (d / 'config.yaml').is_file()]
     schema = {'run_id': pl.Utf8, 'started': pl.Utf8, 'data': pl.Utf8, 'candidate': pl.Utf8, 'verdict': pl.Utf8, 'net_sharpe': pl.Float64,
-              'ci_low': pl.Float64, 'dsr': pl.Float64, 'configurations': pl.Int64, 'effective': pl.Float64, 'trainings': pl.Int64, 'failed': pl.Int64}
+              'ci_low': pl.Float64, 'dsr': pl.Float64, 'configurations': pl.Int64, 'effective': pl.Float64, 'trainings': pl.Int64, 'failed': pl.Int64,
+              'freq': pl.Utf8, 'sentence': pl.Utf8, 'commit': pl.Utf8}
     return pl.DataFrame(rows, schema=schema).sort(['started', 'run_id'], descending=True)
 
 def find_run(ref: str | Path, root=None) -> Path:
@@ -484,6 +489,7 @@ def session(config: ExperimentConfig,   # the validated experiment
         from yooptx.experiment import prepare
         data = prepare(config)
     data = vet_data(config, check_data(config, data))              # refusals before anything is written
+    if smoke_enabled() and SMOKE_NOTE not in data.warnings: data = replace(data, warnings=[*data.warnings, SMOKE_NOTE])
     if run_dir is not None and Path(run_dir).exists() and not Path(run_dir).is_dir():
         raise RunError(f"--run {run_dir} is a file, not a run folder: give a folder (new or an existing run)")
     if run_dir is not None and (Path(run_dir) / 'config.yaml').exists(): run = open_run(run_dir, config)

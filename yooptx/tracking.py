@@ -38,6 +38,11 @@ def tracking_enabled(config=None, flag: bool | None = None) -> bool:
 def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len('sqlite:///'):].split('?')[0]) if uri.startswith('sqlite:///') else None
 
+def _artifact_location(uri: str) -> str | None:
+    "Where a new experiment keeps its artifacts: beside a sqlite store (MLflow's own default is ./mlruns in whatever folder the command ran from)."
+    db = _sqlite_path(uri)
+    return (db.parent.resolve() / 'artifacts').as_uri() if db is not None else None
+
 def _client(uri: str):
     "An MlflowClient on `uri` (the sqlite file made, in WAL mode, first)."
     try:
@@ -109,7 +114,7 @@ def track_run(run_dir,                       # a run folder
     name = experiment or f"yooptx/{cfg.data.name}"
     try:
         exp = client.get_experiment_by_name(name)
-        exp_id = exp.experiment_id if exp is not None else client.create_experiment(name)
+        exp_id = exp.experiment_id if exp is not None else client.create_experiment(name, artifact_location=_artifact_location(uri))
     except Exception as e:
         raise TrackingError(f"cannot reach the tracking store {uri} ({type(e).__name__}: {str(e).splitlines()[0][:200]}): start the "
                             f"server, fix --tracking-uri / $MLFLOW_TRACKING_URI, or run with --no-track") from None

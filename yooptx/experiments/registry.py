@@ -57,6 +57,15 @@ def _choices(run: Path, sel: dict, candidate: str | None) -> tuple[str, dict]:
     if 'per_fold' not in f: raise RegistryError(f"{candidate!r} is an ensemble or has no per-fold checkpoints: register one of its members")
     return candidate, {int(k): (candidate, h) for k, h in f['per_fold'].items()}
 
+def _no_checkpoint(cfg, sel: dict, fold: int, family: str) -> str:
+    "Why fold `fold`'s choice cannot be registered (an ensemble or a baseline has no checkpoint of its own) and what to register instead."
+    ens = cfg.ensembles.get(family.removeprefix('ensemble:'))
+    fams = [f for f, v in sel.get('families', {}).items() if 'per_fold' in v and not f.startswith('ensemble:')]
+    what = f"an ensemble of {', '.join(ens.members)}" if family.startswith('ensemble:') and ens is not None else 'a baseline'
+    pick = ens.members if family.startswith('ensemble:') and ens is not None else fams
+    return (f"fold {fold}'s choice {family} is {what}, which has no checkpoint of its own; the registry holds one family's checkpoints: "
+            f"register one with --candidate {pick[0] if pick else 'FAMILY'}" + (f" (the run's encoder and agent families: {', '.join(fams)})" if fams else ''))
+
 def register(run_dir, candidate: str | None = None, name: str | None = None, bump: str | None = None,
              uri: str | None = None) -> dict:
     "Register a finished, judged run's candidate (or one selected family) as a new model version; its record."
@@ -70,7 +79,7 @@ def register(run_dir, candidate: str | None = None, name: str | None = None, bum
     ckpts = []
     for k, (e, h) in sorted(ch.items()):
         rows = led.filter((pl.col('encoder') == e) & (pl.col('params_hash') == h) & (pl.col('fold') == k) & pl.col('checkpoint').is_not_null())
-        if not rows.height: raise RegistryError(f"fold {k}'s choice {e} has no checkpoint (a baseline or an ensemble?): register an encoder or agent family")
+        if not rows.height: raise RegistryError(_no_checkpoint(cfg, sel, k, e))
         ckpts += [(k, e, int(r['seed']), r['checkpoint'], r.get('latency_p99_ms')) for r in rows.iter_rows(named=True)]
     name = name or f"{cfg.data.name}-{fam}".replace('/', '-')
     mlflow, client = _client(resolve_uri(uri, cfg))
@@ -108,7 +117,7 @@ def register(run_dir, candidate: str | None = None, name: str | None = None, bum
     _log('register', name, int(mv.version), reason=f"run {model['run_id']}, verdict {ver.get('verdict')}, semver {model['semver']}")
     return model
 
-# %% ../../nbs/experiments/54_registry.ipynb #bd773d95
+# %% ../../nbs/experiments/54_registry.ipynb #9716ec6d
 @contextlib.contextmanager
 def _locked():
     d = registry_dir(); d.mkdir(parents=True, exist_ok=True)
@@ -165,7 +174,7 @@ def promotion_checks(client, name: str, v) -> list[dict]:
     from yooptx.data import DataCatalog
     f = _folder(v)
     m = json.loads((f / 'model.json').read_text())
-    cfg = load_config(f / 'config.yaml'); pc = cfg.promotion
+    cfg = load_config(f / 'config.yaml', smoke=False); pc = cfg.promotion
     ver = json.loads((f / 'verdict.json').read_text())
     out = [{'name': 'verdict_go', 'passed': ver.get('verdict') == 'GO', 'sentence': f"the version's verdict is {ver.get('verdict')} (it must be GO)"}]
     miss = [c['path'] for c in m['checkpoints'] if not (f / c['path']).exists()]
@@ -295,7 +304,7 @@ def registry_state(run_dir, uri: str | None = None) -> dict:
                                'this_run': v.tags.get('run_id') == run.name}
     return out
 
-# %% ../../nbs/experiments/54_registry.ipynb #120bc989
+# %% ../../nbs/experiments/54_registry.ipynb #fd3a879d
 def predict_bars(cfg, checkpoints: list, data: str, start: str | None = None, end: str | None = None,
                  trained_on: tuple | None = None, what: str = 'the model') -> tuple[pl.DataFrame, pl.DataFrame]:
     """(bars, predictions) of `checkpoints` (seeds averaged: prediction, pred_h<k>, prob_<c>) on data set `data`: bars up to
@@ -334,7 +343,7 @@ def predict_model(ref: str, data: str, start: str | None = None, end: str | None
     if any(not c['path'].endswith('.ckpt') for c in cks):
         raise RegistryError(f"{n} version {v.version} is an RL agent or an ensemble: `predict` serves supervised encoder checkpoints; "
                             f"load an agent with yooptx.rl.agent.load_agent")
-    cfg = load_config(f / 'config.yaml')
+    cfg = load_config(f / 'config.yaml', smoke=False)
     bars, out = predict_bars(cfg, [f / c['path'] for c in cks], data, start, end, (m['calendar'], m['freq']))
     pos = size_positions(bars, out, cfg.backtest, calendar=m['calendar'], freq=m['freq'])
     keys = ['timestamp', 'symbol']

@@ -544,6 +544,12 @@ def run_data(run):
     from yooptx.reporting.views import reopen_data
     return reopen_data(run)
 
+def _when(t) -> str:
+    "A bar's time as a reader wants it: the date alone for a bar at midnight (daily bars), else minutes."
+    t = t.item() if hasattr(t, 'item') else t
+    if isinstance(t, dt.datetime): return t.strftime('%Y-%m-%d') if t.time() == dt.time(0) else t.strftime('%Y-%m-%d %H:%M')
+    return str(t)
+
 @dataclass
 class Explained:
     "What the attention report shows about one checkpoint: its run, model, data and windows."
@@ -554,13 +560,14 @@ class Explained:
     windows: Windows
     def summary(self) -> pl.DataFrame:
         "What model and checkpoint, as a two-column table."
+        from yooptx.reporting.views import class_names
         m, p = self.predictor.meta, self.predictor
         rows = [('run', self.run.name), ('checkpoint', str(self.checkpoint.relative_to(self.run)) if self.checkpoint.is_relative_to(self.run) else str(self.checkpoint)),
                 ('encoder', m['encoder']), ('params_hash', str(m.get('params_hash', ''))), ('encoder params', json.dumps(m.get('encoder_params', {}), sort_keys=True)),
-                ('fold', str(m.get('fold'))), ('seed', str(m.get('seed'))), ('window (bars)', str(p.window)), ('output', m['kind'] + (f" {m.get('classes')}" if m.get('classes') else '')),
+                ('fold', str(m.get('fold'))), ('seed', str(m.get('seed'))), ('window (bars)', str(p.window)), ('output', m['kind'] + (': ' + ', '.join(f"{n} ({c})" for n, c in zip(class_names(m['classes']), m['classes'])) if m.get('classes') else '')),
                 ('features', ', '.join(p.features)), ('attention', 'yes' if has_attention(p) else 'not available for this family'),
                 ('feature gate', 'yes' if has_gate(p) else 'no'), ('symbol', self.windows.symbol),
-                ('windows', f"{len(self.windows)}: decision bars {self.windows.timestamp[0]} … {self.windows.timestamp[-1]}")]
+                ('windows', f"{len(self.windows)}: decision bars {_when(self.windows.timestamp[0])} … {_when(self.windows.timestamp[-1])}")]
         return pl.DataFrame({'item': [r[0] for r in rows], 'value': [r[1] for r in rows]})
 
 def explain(run_dir='', encoder: str = 'transformer', checkpoint='', symbol='', start='', end='', n_windows: int = 8) -> Explained:

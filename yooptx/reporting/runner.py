@@ -4,7 +4,7 @@
 
 # %% ../../nbs/reporting/60_runner.ipynb #ffe129a6
 from __future__ import annotations
-import ast, contextlib, datetime, hashlib, html, json, math, os, re, shutil, subprocess, tempfile
+import ast, contextlib, html, json, math, os, re, shutil, subprocess, tempfile
 from pathlib import Path
 from typing import Any
 import yaml
@@ -455,16 +455,8 @@ def _reports(run: Path) -> list[Path]:
     )
 
 def run_summary(run_dir: str | Path) -> dict:
-    "What the indexes show about a run folder: id, date, data set, candidate, verdict, sentence, reports."
-    run = Path(run_dir)
-    m, v, s = _json(run / 'manifest.json'), _json(run / 'verdict.json'), _json(run / 'selection.json')
-    if v and m.get('verdict_sha256') and hashlib.sha256((run / 'verdict.json').read_bytes()).hexdigest() != m['verdict_sha256']:
-        v = {**v, 'verdict': 'ALTERED', 'sentence': 'verdict.json was changed after the gate wrote it: run `yooptx gate` again'}
-    data = m.get('data') or {}
-    return {'run_id': run.name, 'started': m.get('started') or '', 'dataset': data.get('name') or '',
-            'freq': data.get('freq') or '', 'candidate': v.get('candidate') or s.get('candidate') or '',
-            'verdict': v.get('verdict'), 'sentence': v.get('sentence') or '', 'reports': _reports(run),
-            'commit': ((m.get('git') or {}).get('commit') or '')[:10]}
+    "What the indexes show about a run folder: its `runs.run_row` (verdict ALTERED when verdict.json was edited after the gate) and its rendered reports."
+    return run_row(run_dir) | {'reports': _reports(Path(run_dir))}
 
 def write_run_index(run_dir: str | Path) -> Path:
     "Write `<run_dir>/html/index.html` linking every rendered report of the run, with the verdict badge; return it."
@@ -479,8 +471,8 @@ def write_run_index(run_dir: str | Path) -> Path:
     body = (
         f"<h1>Run {e(r['run_id'])} {badge(r['verdict'])}</h1>\n"
         f"<p><b>{e(r['sentence']) or 'No verdict yet: run <code>yooptx gate RUN_DIR</code>.'}</b></p>\n"
-        f"<p>candidate: <b>{e(r['candidate']) or '—'}</b> · data set: {e(r['dataset']) or '—'} {e(r['freq'])} · "
-        f"started {e(r['started'][:19]) or '—'} · commit {e(r['commit']) or '—'}</p>\n"
+        f"<p>candidate: <b>{e(r['candidate']) or '—'}</b> · data set: {e(r['data']) or '—'} {e(r['freq'])} · "
+        f"started {e(r['started']) or '—'} · commit {e(r['commit']) or '—'}</p>\n"
         f"<h2>Reports</h2>\n<ul>{items or '<li>none rendered yet: <code>yooptx run go_no_go --run ' + e(str(run)) + '</code></li>'}</ul>\n"
     )
     if in_runs_dir(run): body += f'<p class="muted"><a href="../../../_site/index.html">all runs</a></p>'
@@ -506,13 +498,12 @@ def write_site_index(root: str | Path | None = None) -> Path:
         links = ' · '.join(f'<a href="{rel(p)}">{e(p.stem)}</a>' for p in r['reports'])
         idx = r['dir'] / 'html' / 'index.html'
         rid = f'<a href="{rel(idx)}">{e(r["run_id"])}</a>' if idx.exists() else e(r['run_id'])
-        x = run_row(r['dir'])
         num = lambda v, f='{:.2f}': '—' if v is None else f.format(v)
         rows.append(
-            f"<tr><td>{rid}</td><td>{e(r['started'][:10])}</td><td>{e(r['dataset'])}"
+            f"<tr><td>{rid}</td><td>{e(r['started'][:10])}</td><td>{e(r['data'])}"
             f" {e(r['freq'])}</td><td>{e(r['candidate'])}</td>"
-            f"<td>{badge(r['verdict'])}</td><td>{num(x['net_sharpe'])}</td><td>{num(x['configurations'], '{}')}</td>"
-            f"<td>{num(x['trainings'], '{}')}</td><td>{links or '<span class=muted>no reports</span>'}</td></tr>"
+            f"<td>{badge(r['verdict'])}</td><td>{num(r['net_sharpe'])}</td><td>{num(r['configurations'], '{}')}</td>"
+            f"<td>{num(r['trainings'], '{}')}</td><td>{links or '<span class=muted>no reports</span>'}</td></tr>"
         )
     body = (
         f"<h1>yooptx runs</h1>\n<p class=\"muted\">{len(rows)} run folder(s) in {e(str(root))}; net Sharpe: the candidate's on "

@@ -23,14 +23,14 @@ from ..runs import Ledger, latest_run, read_run_config, reopen_data, resolve_run
 from ..stats import min_trl_from_moments, required_sharpe
 
 # %% auto #0
-__all__ = ['PALETTE', 'MAX_LINES', 'CHECK_TEXT', 'OfflineNotebookRenderer', 'frame_html', 'setup_notebook', 'RunView', 'load_run',
-           'family_returns', 'metrics_table', 'by_priority', 'declutter', 'equity_figure', 'fold_ranges', 'with_fold',
-           'fold_seed_table', 'fold_table', 'seed_table', 'rolling_sharpe_figure', 'signal_frame', 'rolling_ic',
-           'ic_figure', 'run_data', 'cost_sensitivity', 'cost_sensitivity_figure', 'calibration_family',
-           'calibration_figures', 'class_names', 'run_verdict', 'data_warnings', 'verdict_banner', 'checks_table',
-           'checks_markdown', 'bullets', 'statistics_table', 'what_would_change', 'supervisor_table', 'plot_supervisor',
-           'ranking_table', 'ranking_families_table', 'per_symbol_sharpe', 'head_to_head', 'head_to_head_table',
-           'deployment_table', 'manifest_table']
+__all__ = ['QUANTITY_FORMATS', 'PALETTE', 'MAX_LINES', 'CHECK_TEXT', 'OfflineNotebookRenderer', 'with_formats', 'column_format',
+           'frame_html', 'setup_notebook', 'RunView', 'load_run', 'family_returns', 'metrics_table', 'by_priority',
+           'declutter', 'equity_figure', 'fold_ranges', 'with_fold', 'fold_seed_table', 'fold_table', 'seed_table',
+           'rolling_sharpe_figure', 'signal_frame', 'rolling_ic', 'ic_figure', 'run_data', 'cost_sensitivity',
+           'cost_sensitivity_figure', 'calibration_family', 'calibration_figures', 'class_names', 'run_verdict',
+           'data_warnings', 'verdict_banner', 'checks_table', 'checks_markdown', 'bullets', 'statistics_table',
+           'what_would_change', 'supervisor_table', 'plot_supervisor', 'ranking_table', 'ranking_families_table',
+           'per_symbol_sharpe', 'head_to_head', 'head_to_head_table', 'deployment_table', 'manifest_table']
 
 # %% ../../nbs/reporting/61_views.ipynb #e2171f1d
 class OfflineNotebookRenderer(NotebookRenderer):
@@ -49,25 +49,57 @@ class OfflineNotebookRenderer(NotebookRenderer):
             )
         }
 
-def _cell(v) -> str:
+# one number format per quantity, chosen by the column's name (first match wins); the same formats as the checks table
+QUANTITY_FORMATS = (
+    (r'sharpe', '{:.2f}'),                                           # annualized Sharpe ratios
+    (r'_pct$', '{:.1f}'),                                            # percentages already × 100
+    (r'^hit_rate$|(^|_)share$|_frac$', '{:.1%}'),                    # fractions shown as percentages
+    (r'bps', '{:.1f}'),                                              # costs and break-even costs, basis points
+    (r'turnover', '{:.1f}'),                                         # turnover per year
+    (r'(^|_)(ic|icir|dsr|pbo|p_value|precision)(_|$)', '{:.3f}'),    # correlations, probabilities, p-values
+    (r'(^|_)t_stat|(^|_)hac_t', '{:.2f}'),                           # t-statistics
+    (r'(^|_)duration_s$|_seconds$|(^|_)ms$|_ms$', '{:.1f}'),         # durations
+)
+
+def with_formats(df: pl.DataFrame, formats: dict[str, str]) -> pl.DataFrame:
+    "`df`, shown with these column formats (e.g. a pivot whose family columns are all Sharpes); any later transformation drops them."
+    df._yooptx_formats = dict(formats)
+    return df
+
+def column_format(name: str, values: pl.Series | None = None) -> str | None:
+    "The display format of a float column: by its name (`QUANTITY_FORMATS`), else the decimals its values were rounded to (≤ 4), else None."
+    import re
+    for pat, fmt in QUANTITY_FORMATS:
+        if re.search(pat, str(name).lower()): return fmt
+    if values is not None and values.dtype.is_float():
+        v = values.drop_nulls().drop_nans().to_numpy()
+        if v.size and np.isfinite(v).all():
+            for d in range(5):
+                if np.allclose(v, np.round(v, d), rtol=0, atol=1e-12): return f"{{:.{d}f}}"
+    return None
+
+def _cell(v, fmt: str | None = None) -> str:
     if v is None: return ''
     if isinstance(v, float):
         if v != v: return 'nan'
+        if fmt and math.isfinite(v): return fmt.format(v)
         return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}"
     return str(v)
 
 def frame_html(df: pl.DataFrame, rows: int = 40) -> str:
-    "A polars frame as a plain HTML table: strings without quotes, floats rounded, daily timestamps as dates, at most `rows` rows."
+    "A polars frame as a plain HTML table: strings without quotes, floats in their quantity's format, daily timestamps as dates, at most `rows` rows."
     import html
-    esc = lambda v: html.escape(_cell(v))
     day = [c for c, t in df.schema.items() if isinstance(t, pl.Datetime) and df[c].drop_nulls().len()
            and (df[c].drop_nulls().dt.truncate('1d') == df[c].drop_nulls()).all()]
     if day: df = df.with_columns(pl.col(c).dt.date() for c in day)     # every value at midnight: a date is what it means
     head = ''.join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     num = [df.schema[c].is_numeric() for c in df.columns]
+    given = getattr(df, '_yooptx_formats', {})
+    fmts = [given.get(c) or column_format(c, df[c]) if df.schema[c].is_float() else None for c in df.columns]
     td = lambda n: '<td style="text-align:right">' if n else '<td>'
     body = ''.join(
-        '<tr>' + ''.join(f"{td(n)}{esc(v)}</td>" for v, n in zip(r, num)) + '</tr>' for r in df.head(rows).iter_rows()
+        '<tr>' + ''.join(f"{td(n)}{html.escape(_cell(v, f))}</td>" for v, n, f in zip(r, num, fmts)) + '</tr>'
+        for r in df.head(rows).iter_rows()
     )
     more = f"<p><i>… {df.height - rows:,} more rows</i></p>" if df.height > rows else ''
     return f'<table class="dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
@@ -319,14 +351,14 @@ def fold_seed_table(run: RunView) -> pl.DataFrame:
 
 def fold_table(run: RunView) -> pl.DataFrame:
     "Net Sharpe (annualized, seed-averaged returns) of every family in every fold's test block: fold × family."
-    ranges = fold_ranges(run)
+    ranges, fr = fold_ranges(run), family_returns(run)
     parts = [
         with_fold(r, ranges).group_by('fold').agg(sharpe_expr(pl.col('net'), run.periods_per_year).alias(f))
-        for f, r in family_returns(run).items()
+        for f, r in fr.items()
     ]
     out = ranges.with_columns(pl.col('fold').cast(pl.Int32))
     for p in parts: out = out.join(p, on='fold', how='left')
-    return out.sort('fold')
+    return with_formats(out.sort('fold'), {f: '{:.2f}' for f in fr})   # every family column is a Sharpe
 
 def seed_table(run: RunView) -> pl.DataFrame:
     "Net Sharpe (annualized, whole test) of every family for every seed: seed × family (null where a family has no such seed)."
@@ -337,7 +369,7 @@ def seed_table(run: RunView) -> pl.DataFrame:
         .agg(sharpe_expr(pl.col('net').sort_by('timestamp'), run.periods_per_year).alias('net_sharpe'))
     )
     wide = rows.pivot(on='encoder', index='seed', values='net_sharpe').sort('seed')
-    return wide.select('seed', *[f for f in run.families if f in wide.columns])
+    return with_formats(wide.select('seed', *[f for f in run.families if f in wide.columns]), {f: '{:.2f}' for f in run.families})
 
 # %% ../../nbs/reporting/61_views.ipynb #7a46206a
 def _window(n: int, window: int | None) -> int:

@@ -287,6 +287,7 @@ def make_trainer(train_cfg: TrainConfig,               # the trial's training se
     if progress: cbs.append(TQDMProgressBar(refresh_rate=10))
     kw = dict(accelerator=pol.accelerator if pol.accelerator != 'cuda' else 'gpu', devices=1, precision=pol.precision,
               max_epochs=budget.max_epochs, max_time=timedelta(minutes=budget.max_minutes_per_trial),
+              limit_train_batches=budget.max_batches_per_epoch or 1.0,
               accumulate_grad_batches=train_cfg.accumulate_grad_batches,
               gradient_clip_val=train_cfg.grad_clip or None, deterministic=pol.accelerator == 'cpu',
               logger=logger, callbacks=cbs, enable_checkpointing=paths is not None, enable_progress_bar=progress,
