@@ -4,7 +4,8 @@ epoch, one configuration per family; BENCH_QUICK=1 for the benchmarks). A README
 
 What is not run literally, and why (the table below says it again per command):
 - `make test` would run this test again; `make lab` starts a server that waits for a browser. Both are dry-run
-  (`make -n`), which still fails if the target is gone. `make demo` runs for real (its venv is already installed).
+  (`make -n`), which still fails if the target is gone. `make demo` runs for real with the venv taken as installed
+  (`make -o .venv/.yooptx-installed`): a reinstall from the scratch copy would write the scratch path into the venv.
 - `<run_id>` is replaced by the run folder the last `yooptx bakeoff` printed, `<model>` by the model name `registry
   register` printed; any other `<...>` placeholder fails the test (a reader could not type it either).
 - A command the README itself says is refused must exit 2 with the refusal it describes.
@@ -120,6 +121,7 @@ def test_every_readme_command_and_snippet_runs(scratch, monkeypatch):
         for line in shell_lines(block):
             dry = next((t for t in DRY_RUN if line.startswith(t)), None)
             cmd = f"make -n {dry.split()[1]}" if dry else _substitute(strip_comment(line), state, home)
+            if cmd.startswith('make ') and not dry: cmd = cmd.replace('make ', 'make -o .venv/.yooptx-installed ', 1)   # never reinstall here
             t0 = time.perf_counter()
             p = subprocess.run(['bash', '-o', 'pipefail', '-c', cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
             print(f"{time.perf_counter() - t0:6.1f}s  {cmd[:150]}", flush=True)
@@ -137,7 +139,8 @@ def test_every_readme_command_and_snippet_runs(scratch, monkeypatch):
             if 'registry register' in line:
                 state['model'] = re.search(r'^registered (\S+) version', p.stdout, re.M)[1]
             ran.append(('bash', line))
-    # what ran left what the README promised
+    # what ran left what the README promised, and the venv it ran in untouched
+    assert str(cwd) not in (REPO / '.venv' / 'bin' / 'yooptx').read_text()
     assert state.get('refused') == set(REFUSED), f"refusals listed here but not in the README: {set(REFUSED) - state.get('refused', set())}"
     runs = [p for p in (home / 'runs').iterdir() if (p / 'config.yaml').exists()]
     assert len(runs) >= 8, sorted(p.name for p in runs)

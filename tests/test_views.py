@@ -137,8 +137,15 @@ def test_cost_sensitivity(view):
     for f, g in cs.group_by('family'):
         x = g.sort('multiple')['net_sharpe'].to_numpy()
         assert (np.diff(x) <= 1e-12).all(), f
-    fig = views.cost_sensitivity_figure(cs, view.assumed_cost_bps)
+    fig = views.cost_sensitivity_figure(cs, view.assumed_cost_bps, baselines=view.baselines)
     assert len(fig.data) == len(view.families) and 'cost multiple' in fig.layout.xaxis.title.text
+    # the candidate first, then the best baseline at 1x; every line its own colour
+    at1 = {f: g.filter(pl.col('multiple') == 1.0)['net_sharpe'][0] for (f,), g in cs.group_by('family')}
+    assert fig.data[0].name == view.candidate and fig.data[1].name == max(view.baselines, key=at1.get)
+    assert len({t.line.color for t in fig.data}) == len(fig.data)
+    many = pl.concat([cs.with_columns(family=pl.col('family') + f'_{k}') for k in range(3)])   # 3x the families: the rest one click away
+    fig = views.cost_sensitivity_figure(many, baselines=[f'{b}_0' for b in view.baselines])
+    assert sum(t.visible != 'legendonly' for t in fig.data) == 6 and len(fig.data) == 3 * len(view.families)
 
 
 def test_ic_and_rolling_sharpe(view):
@@ -181,7 +188,7 @@ def test_verdict_views(view):
     assert v['verdict'] in banner and ('#1a7f37' if v['verdict'] == 'GO' else '#cf222e') in banner
     st = views.statistics_table(view, v)
     names = ' '.join(st['statistic'])
-    for s in ('net Sharpe', 'CI', 'deflated', 'trials', 'Diebold', 'overfitting', 'seed spread', 'break-even'): assert s in names, s
+    for s in ('net Sharpe', 'CI', 'deflated', 'configurations counted by the DSR', 'Diebold', 'overfitting', 'seed spread', 'break-even'): assert s in names, s
     assert st.filter(pl.col('statistic') == 'configurations counted by the DSR')['value'][0] == str(v['n_trials'])
     failed = [c for c in v['checks'] if c['passed'] is False]
     ww = views.what_would_change(v, view.periods_per_year, len(view.config.seeds))
@@ -209,7 +216,7 @@ def test_what_would_change_numbers():
     s = views.what_would_change(_verdict([ci, dsr]), periods_per_year=252)[1]
     x = float(s.split('at least ')[1].split(' ')[0])
     assert psr_from_moments(x / math.sqrt(252), 504, sr_benchmark=1 / math.sqrt(252)) == pytest.approx(0.95, abs=2e-3)
-    assert 'with 12 trial(s)' in s
+    assert 'with 12 configurations counted' in s
     dm = {'name': 'beats_best_baseline', 'value': 0.5, 'threshold': 0.05, 'passed': False, 'details': {'best_baseline': 'buy_hold', 'baseline_sharpes': {'buy_hold': 2.0}}}
     assert 'must beat buy_hold bar for bar' in views.what_would_change(_verdict([ci, dm]), periods_per_year=252)[1]
     be = {'name': 'break_even_cost', 'value': 1.5, 'threshold': 3.0, 'passed': False}

@@ -85,7 +85,7 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
     n_dsr = max(int(round(n_effective)), 1) if use_eff else max(int(n_trials), 1)
     d = stats.deflated_sharpe(net, n_dsr, sr_std, annualization=periods_per_year)
     eff = '' if n_effective is None else (
-        f"; the effective number of independent trials is {n_effective:.1f} of {n_trials}, and the DSR counts "
+        f"; the effective number of independent configurations is {n_effective:.1f} of {n_trials}, and the DSR counts "
         + (f"{n_dsr} (gate.dsr_trials: effective)" if use_eff else f"all {n_trials} (gate.dsr_trials: raw)"))
     out.append(
         Check(
@@ -93,7 +93,7 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
             d.dsr,
             gate.dsr_min,
             bool(d.dsr >= gate.dsr_min),
-            f"Deflated Sharpe {d.dsr:.3f} after {n_trials} trial(s) (their Sharpe dispersion {sr_std * ann:.2f}"
+            f"Deflated Sharpe {d.dsr:.3f} counting {n_trials} configuration{'s' if n_trials != 1 else ''} tried (their Sharpe dispersion {sr_std * ann:.2f}"
             f" annualized puts the best-of-N null at {d.sr0 * ann:.2f}{eff}): it must be at least {gate.dsr_min}.",
             dict(
                 n_trials=int(n_trials), n_effective=None if n_effective is None else float(n_effective), n_dsr=int(n_dsr),
@@ -170,7 +170,9 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
     be = float(gross.sum() / tsum * 1e4) if tsum > 0 else float('inf') if gross.sum() > 0 else float('-inf')
     need = gate.breakeven_cost_multiple * cost_bps
     out.append(Check('break_even_cost', be, need, bool(be >= need),
-                     f"Net Sharpe would reach 0 at a cost of {_f(be, 1)} bps per unit of turnover; the gate asks for at least "
+                     f"Net Sharpe would reach 0 at a cost of {_f(be, 1)} bps per unit of turnover"
+                     + (" (below zero: the strategy loses before costs, so there is no gross edge to pay costs from)" if be < 0 else '')
+                     + f"; the gate asks for at least "
                      f"{gate.breakeven_cost_multiple:g} x the {cost_bps:.2f} bps it pays = {need:.2f} bps."))
     eq = np.cumprod(1 + net)
     mdd = float(np.max(1 - eq / np.maximum.accumulate(np.concatenate([[1.0], eq]))[1:])) if eq.size else 0.0

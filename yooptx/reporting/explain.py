@@ -29,6 +29,12 @@ __all__ = ['UNIFORM_ENTROPY', 'AttributionError', 'Windows', 'windows', 'model_s
 class AttributionError(UserError):
     "Windows, maps or attributions asked for in a way that cannot work (unknown symbol, empty range, wrong shapes)."
 
+def _when(t) -> str:
+    "A bar's time as a reader wants it: the date alone for a bar at midnight (daily bars), else minutes."
+    t = t.item() if hasattr(t, 'item') else t
+    if isinstance(t, dt.datetime): return t.strftime('%Y-%m-%d') if t.time() == dt.time(0) else t.strftime('%Y-%m-%d %H:%M')
+    return str(t)
+
 @dataclass
 class Windows:
     "Input windows of one symbol: normalized values, masks and their decision bars."
@@ -52,7 +58,7 @@ class Windows:
         return Windows(self.past_values[idx], self.observed_mask[idx], self.rows[idx], self.timestamp.gather(idx), self.symbol, self.feature_names)
     def __repr__(self):
         if not len(self): return f"Windows({self.symbol}: none)"
-        return f"Windows({self.symbol}: {len(self)} windows of L={self.L} x {len(self.feature_names)} features, {self.timestamp[0]} … {self.timestamp[-1]})"
+        return f"Windows({self.symbol}: {len(self)} windows of L={self.L} x {len(self.feature_names)} features, {_when(self.timestamp[0])} … {_when(self.timestamp[-1])})"
 
 def _bound(x, end: bool = False):
     "A date/datetime (string or object) as a UTC datetime bound; a date-only `end` means the end of that day. None for empty."
@@ -408,7 +414,7 @@ def plot_attention(maps, windows: Windows, i: int = -1, predictor=None, layers: 
                                      hovertemplate='query %{y} bars ago<br>key %{x} bars ago<br>weight %{z:.3f}<extra></extra>'), row=r + 1, col=h + 1)
             fig.update_yaxes(autorange='reversed', row=r + 1, col=h + 1, title_text='query (bars ago)' if h == 0 else None)
             fig.update_xaxes(title_text='key (bars ago)' if r == len(layers) - 1 else None, row=r + 1, col=h + 1)
-    fig.update_layout(title=f'Attention weights, {windows.symbol}, window ending {windows.timestamp[i]:%Y-%m-%d %H:%M}',
+    fig.update_layout(title=f'Attention weights, {windows.symbol}, window ending {_when(windows.timestamp[i])}',
                       coloraxis=dict(colorscale='Viridis', colorbar=dict(title='weight')), height=300 * len(layers) + 120)
     return fig
 
@@ -476,7 +482,7 @@ def plot_ig(ig: IGResult, windows: Windows, i: int | None = None) -> go.Figure:
     if i is None: z, what, scale = np.abs(A).mean(0), f'mean |attribution| over {A.shape[0]} windows', 'Viridis'
     else:
         i = int(i) % A.shape[0]
-        z, what, scale = A[i], f'window ending {windows.timestamp[i]} (signed)', 'RdBu'
+        z, what, scale = A[i], f'window ending {_when(windows.timestamp[i])} (signed)', 'RdBu'
     lab = _step_labels(A.shape[1], A.shape[1])
     zmax = float(np.abs(z).max()) or 1.0
     fig = go.Figure(go.Heatmap(z=z.T, x=lab, y=ig.feature_names, colorscale=scale, zmid=0 if i is not None else None,
@@ -543,12 +549,6 @@ def run_data(run):
     "The run's ExperimentData: the catalog data set of its config, or its saved bars.parquet for bars passed in."
     from yooptx.reporting.views import reopen_data
     return reopen_data(run)
-
-def _when(t) -> str:
-    "A bar's time as a reader wants it: the date alone for a bar at midnight (daily bars), else minutes."
-    t = t.item() if hasattr(t, 'item') else t
-    if isinstance(t, dt.datetime): return t.strftime('%Y-%m-%d') if t.time() == dt.time(0) else t.strftime('%Y-%m-%d %H:%M')
-    return str(t)
 
 @dataclass
 class Explained:

@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 from ..config import ExperimentConfig, load_config
 from ..core import UserError, runs_dir
 from ..runs import Ledger, read_run_config, resolve_run
-from .views import equity_figure, reopen_data
+from .views import class_names, equity_figure, reopen_data
 
 # %% auto #0
 __all__ = ['TrainedEncoder', 'parse_folds', 'train_encoder', 'data_summary', 'folds_figure', 'config_labels', 'learning_curves',
@@ -121,10 +121,11 @@ def data_summary(data) -> pl.DataFrame:   # an `ExperimentData`
             rows.append(('label mean / std', f"{y.mean():.3g} / {y.std():.3g} ({y.len():,} labelled bars)"))
         else:
             vc = y.value_counts().sort(y.name)
+            names = class_names(vc[y.name].to_list())
             rows.append(
                 (
                     'label balance',
-                    ', '.join(f"{v:g}: {n / y.len():.1%}" for v, n in vc.iter_rows()) + f" ({y.len():,} labelled bars)",
+                    ', '.join(f"{w} ({v:g}): {n / y.len():.1%}" for w, (v, n) in zip(names, vc.iter_rows())) + f" ({y.len():,} labelled bars)",
                 )
             )
     rows += [('warnings', w) for w in data.warnings]

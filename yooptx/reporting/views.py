@@ -82,27 +82,32 @@ def _cell(v, fmt: str | None = None) -> str:
     if v is None: return ''
     if isinstance(v, float):
         if v != v: return 'nan'
-        if fmt and math.isfinite(v): return fmt.format(v)
+        if fmt and math.isfinite(v):
+            out = fmt.format(v)
+            return out[1:] if out.startswith('-') and not any(ch in '123456789' for ch in out) else out   # no '-0.00'
         return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}"
     return str(v)
 
 def frame_html(df: pl.DataFrame, rows: int = 40) -> str:
     "A polars frame as a plain HTML table: strings without quotes, floats in their quantity's format, daily timestamps as dates, at most `rows` rows."
     import html
+    given = getattr(df, '_yooptx_formats', {})                      # read first: any transformation drops them
     day = [c for c, t in df.schema.items() if isinstance(t, pl.Datetime) and df[c].drop_nulls().len()
            and (df[c].drop_nulls().dt.truncate('1d') == df[c].drop_nulls()).all()]
     if day: df = df.with_columns(pl.col(c).dt.date() for c in day)     # every value at midnight: a date is what it means
     head = ''.join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     num = [df.schema[c].is_numeric() for c in df.columns]
-    given = getattr(df, '_yooptx_formats', {})
     fmts = [given.get(c) or column_format(c, df[c]) if df.schema[c].is_float() else None for c in df.columns]
-    td = lambda n: '<td style="text-align:right">' if n else '<td>'
+    # numbers, dates and short labels never break inside a cell; long notes wrap; a wide table scrolls sideways, never cut
+    short = [df.schema[c] != pl.Utf8 or (df[c].str.len_chars().max() or 0) <= 24 for c in df.columns]
+    td = lambda n, k: '<td style="' + ('text-align:right;' if n else '') + ('white-space:nowrap' if k else '') + '">'
     body = ''.join(
-        '<tr>' + ''.join(f"{td(n)}{html.escape(_cell(v, f))}</td>" for v, n, f in zip(r, num, fmts)) + '</tr>'
+        '<tr>' + ''.join(f"{td(n, k)}{html.escape(_cell(v, f))}</td>" for v, n, k, f in zip(r, num, short, fmts)) + '</tr>'
         for r in df.head(rows).iter_rows()
     )
     more = f"<p><i>… {df.height - rows:,} more rows</i></p>" if df.height > rows else ''
-    return f'<table class="dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
+    return (f'<div class="yooptx-table" style="overflow-x:auto;max-width:100%"><table class="dataframe"><thead><tr>{head}</tr>'
+            f'</thead><tbody>{body}</tbody></table></div>{more}')
 
 def setup_notebook(rows: int = 40) -> None:   # most table rows shown
     "Set up a run notebook: offline plotly renderer, plain HTML tables, polars display options, no warnings noise."
@@ -267,11 +272,11 @@ def _series_sharpe(r: pl.DataFrame) -> float:
     v = sharpe_ratio(r['net'].drop_nulls().to_numpy()) if 'net' in r.columns and r['net'].drop_nulls().len() > 2 else float('nan')
     return float(v) if np.isfinite(v) else float('-inf')
 
-def by_priority(returns: dict[str, pl.DataFrame], baselines=()) -> dict[str, pl.DataFrame]:
+def by_priority(returns: dict, baselines=(), score=_series_sharpe) -> dict:   # score: a series' goodness (default its net Sharpe)
     """The series in reading order: the first (the candidate), the best baseline, every other (encoder) family best
     first, then the remaining baselines best first — so the lines shown (`declutter`) are the ones worth a look."""
     (first, r0), *rest = returns.items()
-    rest = sorted(rest, key=lambda kv: -_series_sharpe(kv[1]))
+    rest = sorted(rest, key=lambda kv: -score(kv[1]))
     base = [kv for kv in rest if kv[0] in set(baselines)]
     fam = [kv for kv in rest if kv[0] not in set(baselines)]
     return dict([(first, r0)] + base[:1] + fam + base[1:])
@@ -285,7 +290,7 @@ def declutter(fig: go.Figure, max_lines: int = MAX_LINES) -> go.Figure:
         if i >= len(PALETTE): t.line.dash = 'dash'
         if i >= max_lines: t.visible = 'legendonly'
     if len(lines) > max_lines:
-        fig.add_annotation(text=f"{len(lines) - max_lines} more series in the legend: click a name to show it", xref='paper', yref='paper',
+        fig.add_annotation(text=f"{len(lines) - max_lines} more series:<br>click a legend name to show it", xref='paper', yref='paper',
                            x=1.02, y=-0.02, xanchor='left', yanchor='top', showarrow=False, font=dict(size=11, color='#555'))
     return fig
 
@@ -464,7 +469,8 @@ def ic_figure(run: RunView, family: str | None = None, window: int | None = None
     fig.add_hline(y=0, line=dict(color='grey', width=1))
     if math.isfinite(full):
         fig.add_hline(
-            y=full, line=dict(color='#08519c', width=1, dash='dot'), annotation_text=f'whole test period: {full:.3f}'
+            y=full, line=dict(color='#08519c', width=1, dash='dot'), annotation_text=f"whole test period: {_cell(full, '{:.3f}')}",
+            annotation_position='top left', annotation_bgcolor='rgba(255,255,255,0.8)'
         )
     fig.update_layout(
         title=f'{family}: rolling time-series information coefficient ({w} bars, {n_sym} symbol(s) pooled)',
@@ -525,13 +531,20 @@ def cost_sensitivity(run: RunView,
         rows, schema={'family': pl.Utf8, 'multiple': pl.Float64, 'net_sharpe': pl.Float64, 'method': pl.Utf8}
     ).sort(pl.col('family').replace_strict({f: i for i, f in enumerate(rets)}, default=len(rets)), 'multiple')
 
-def cost_sensitivity_figure(table: pl.DataFrame, assumed_bps: float | None = None) -> go.Figure:   # from `cost_sensitivity`
-    "Net Sharpe vs cost multiple, one line per family, with the assumed cost (1×) marked."
+def cost_sensitivity_figure(table: pl.DataFrame,              # from `cost_sensitivity` (its first family: the candidate)
+                            assumed_bps: float | None = None,
+                            baselines=()) -> go.Figure:        # names that are baselines (the best one is always shown)
+    """Net Sharpe vs cost multiple, one line per family, with the assumed cost (1×) marked; at most 6 lines drawn — the
+    candidate, the best baseline and the best other families at 1× — the rest one legend click away."""
+    def at_assumed(g):       # net Sharpe at the multiple nearest 1x (-inf where undefined: drawn last)
+        v = g.sort((pl.col('multiple') - 1).abs())['net_sharpe'].drop_nulls()
+        return float(v[0]) if v.len() else float('-inf')
+    groups = by_priority({f: g for (f,), g in table.group_by('family', maintain_order=True)}, baselines, at_assumed)
     fig = go.Figure()
-    for i, ((f,), g) in enumerate(table.group_by('family', maintain_order=True)):
+    for i, (f, g) in enumerate(groups.items()):
         fig.add_trace(
             go.Scatter(
-                x=g['multiple'], y=g['net_sharpe'], name=f, mode='lines+markers', line=dict(width=2.5 if i == 0 else 1)
+                x=g['multiple'], y=g['net_sharpe'], name=f, mode='lines+markers', line=dict(width=2.5 if i == 0 else 1.2)
             )
         )
     fig.add_hline(y=0, line=dict(color='grey', width=1))
@@ -546,7 +559,7 @@ def cost_sensitivity_figure(table: pl.DataFrame, assumed_bps: float | None = Non
         xaxis_title='cost multiple (× the assumed costs)',
         yaxis_title='net Sharpe ratio (annualized)',
     )
-    return fig
+    return declutter(fig)
 
 # %% ../../nbs/reporting/61_views.ipynb #257ea3bb
 def _probs(run: RunView, family: str) -> tuple[pl.DataFrame, list[str], list[float]]:
@@ -741,13 +754,13 @@ def statistics_table(run: RunView, verdict: dict | None = None) -> pl.DataFrame:
         add(
             'deflated Sharpe ratio (DSR)',
             f"{c['value']:.3f}",
-            f"P(true Sharpe > best of {d['n_trials']} null trials); must be ≥ {c['threshold']}",
+            f"P(true Sharpe > the best of {d['n_trials']} configurations under the null); must be ≥ {c['threshold']}",
         )
         add('configurations counted by the DSR', str(d['n_trials']),
             'every configuration of every encoder family and ensemble (each sweep point too: completed, pruned or failed); '
             'not the trainings run, which are configurations × folds × seeds')
         if d.get('n_effective') is not None:
-            add('effective number of independent trials', f"{d['n_effective']:.1f}",
+            add('effective number of independent configurations', f"{d['n_effective']:.1f}",
                 f"from the correlation of the configurations' validation returns; the DSR uses "
                 + (f"{d['n_dsr']} (gate.dsr_trials: effective)" if d.get('n_dsr') != d['n_trials'] else f"all {d['n_trials']} (gate.dsr_trials: raw)"))
         if d.get('sweep_points'):
@@ -755,7 +768,7 @@ def statistics_table(run: RunView, verdict: dict | None = None) -> pl.DataFrame:
         add(
             'best-of-N null Sharpe',
             f"{d['sr0_annualized']:.2f}",
-            f"from the trials' Sharpe dispersion {d['trial_sharpe_std_annualized']:.2f} (annualized)",
+            f"from the configurations' Sharpe dispersion {d['trial_sharpe_std_annualized']:.2f} (annualized)",
         )
         add('PSR vs 0', f"{d['psr']:.3f}", 'P(true Sharpe > 0), no deflation')
     if (c := _check(v, 'beats_best_baseline')) and c['passed'] is not None:
@@ -771,7 +784,7 @@ def statistics_table(run: RunView, verdict: dict | None = None) -> pl.DataFrame:
     if c := _check(v, 'pbo'):
         add(
             'probability of backtest overfitting',
-            _fmt(c['value']),
+            '—' if c['value'] is None else f"{c['value']:.2f}",
             c['sentence'] if c['value'] is None else f"{c['details'].get('n_trials')} configurations, CSCV",
         )
     if (c := _check(v, 'seed_robustness')) and c['value'] is None:     # one seed: not assessable
@@ -838,7 +851,7 @@ def what_would_change(verdict: dict,                       # a verdict (verdict.
             x = required_sharpe(T, sr0, thr) * math.sqrt(ppy)
             s = (
                 f"A net Sharpe of at least {x:.2f} (annualized; now {_fmt2(est)}) would pass the DSR ≥ {thr:g} with"
-                f" {n_tr} trial(s) over {_yrs(T, ppy)} of test data"
+                f" {n_tr} configuration{'s' if n_tr != 1 else ''} counted, over {_yrs(T, ppy)} of test data"
             )
             if est is not None:
                 nb = min_trl_from_moments(est / math.sqrt(ppy), sr_benchmark=sr0, confidence=thr)
@@ -847,7 +860,7 @@ def what_would_change(verdict: dict,                       # a verdict (verdict.
                     if math.isfinite(nb)
                     else (
                         f"; at the current Sharpe no amount of data passes, as it is below the best-of-{n_tr} null"
-                        f" Sharpe {d['sr0_annualized']:.2f} (fewer trials lower that bar)."
+                        f" Sharpe {d['sr0_annualized']:.2f} (fewer configurations tried lower that bar)."
                     )
                 )
             out.append(s)
@@ -862,8 +875,8 @@ def what_would_change(verdict: dict,                       # a verdict (verdict.
                 )
             else:
                 out.append(
-                    f"The candidate's net returns are below those of the best baseline {best} (net Sharpe {_fmt(bs)} vs"
-                    f" {_fmt(est)}; DM p = {val:.3f}): it must beat {best} bar for bar before more data can help."
+                    f"The candidate's net returns are below those of the best baseline {best} (net Sharpe {_fmt2(bs)} vs"
+                    f" {_fmt2(est)}; DM p = {val:.3f}): it must beat {best} bar for bar before more data can help."
                 )
         elif name == 'pbo':
             out.append(
@@ -883,13 +896,13 @@ def what_would_change(verdict: dict,                       # a verdict (verdict.
             sd = _seed_stats(d, ppy)
             out.append(
                 s
-                + f" (annualized seed Sharpe from {_fmt(sd['min'])} to {_fmt(sd['max'])}): a more stable training"
+                + f" (annualized seed Sharpe from {_fmt2(sd['min'])} to {_fmt2(sd['max'])}): a more stable training"
                 " setup, or a larger edge than the seed-to-seed noise."
             )
         elif name == 'break_even_cost':
             if val is None or not math.isfinite(val) or val <= 0:
                 out.append(
-                    f"The gross edge is not positive (break-even cost {_fmt(val)} bps): there is nothing to pay costs"
+                    f"The gross edge is not positive (break-even cost {'n/a' if val is None else f'{val:.1f}'} bps): there is nothing to pay costs"
                     " from; the signal itself must improve."
                 )
             else:
