@@ -102,6 +102,8 @@ def test_cli_bakeoff_then_gate(home, tmp_path):
         assert n in names
     assert all({'name', 'value', 'threshold', 'passed', 'sentence'} <= set(c) for c in v['checks'])
     assert v['n_trials'] == 1                       # one cnn configuration: the ledger says so, not the user
+    smoke = next(c for c in v['checks'] if c['name'] == 'smoke_settings')   # a smoke run is never a GO, whatever its numbers
+    assert smoke['passed'] is False and v['verdict'] == 'NO-GO' and 'smoke_settings' in v['sentence']
     # moving the goal posts after the fact is detected and voids the verdict
     c = yaml.safe_load((run / 'config.yaml').read_text()); c['gate']['dsr_min'] = 0.5
     (run / 'config.yaml').write_text(yaml.safe_dump(c))

@@ -109,7 +109,7 @@ def test_every_readme_command_and_snippet_runs(scratch, monkeypatch):
     for kind, block in readme_blocks(README.read_text()):
         if kind == 'python':
             for k in ('YOOPTX_HOME', 'YOOPTX_SMOKE'): monkeypatch.setenv(k, env[k])
-            monkeypatch.delenv('YOOPTX_NO_TRACK', raising=False)
+            for k in ('YOOPTX_NO_TRACK', 'MLFLOW_TRACKING_URI', 'YOOPTX_REPORTS'): monkeypatch.delenv(k, raising=False)   # as for the shell
             monkeypatch.chdir(cwd)
             ns = state.setdefault('ns', {'__name__': '__readme__'})
             t0 = time.perf_counter()

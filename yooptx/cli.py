@@ -120,7 +120,7 @@ def cmd_bakeoff(args) -> int:
     cfg = load_config(args.config, args.set)          # bad keys/values fail here, before any work
     t0 = time.time()
     run = bakeoff(cfg, run_dir=args.run, jobs=args.jobs, threads=args.threads, progress=not args.quiet,
-                  executor=args.executor, address=args.address, **_track_args(args))
+                  executor=args.executor, address=args.address, track=False)   # mirrored once below, with its verdict
     sel = json.loads((run / 'selection.json').read_text())
     print(f"bake-off finished in {time.time() - t0:.0f}s; candidate (chosen on validation folds): {sel['candidate_label']}")
     if sel.get('candidate') is not None: _leaderboard(run, sel)
@@ -131,6 +131,7 @@ def cmd_bakeoff(args) -> int:
         why = (f"{bad.height} trial(s) failed, e.g. {bad['trial_id'][0]}: {bad['error'][0]}" if bad.height else
                "no encoder or agent configuration finished every fold (see ledger.parquet)")
         print(f"yooptx: no candidate to judge: {why}", file=sys.stderr)
+        _retrack(run, args)
         return 1
     from yooptx.gate import evaluate
     v = evaluate(run)                         # the verdict line under the leaderboard; `yooptx gate` shows every check
@@ -560,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     try: args = p.parse_args(argv)
     except SystemExit as e: return int(e.code or 0)
+    smoke_before = os.environ.get('YOOPTX_SMOKE')
     if args.smoke: os.environ['YOOPTX_SMOKE'] = '1'      # papermill kernels and worker processes inherit it
     lg, h = logging.getLogger('yooptx'), _UserWarnings()
     lg.addHandler(h)
@@ -582,5 +584,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"yooptx: internal error: {type(e).__name__}: {e}\n(this is a bug; rerun with --debug for the traceback)", file=sys.stderr); return 1
     finally:
+        if args.smoke:                                   # an in-process caller (a notebook) gets its environment back
+            if smoke_before is None: os.environ.pop('YOOPTX_SMOKE', None)
+            else: os.environ['YOOPTX_SMOKE'] = smoke_before
         lg.removeHandler(h)
         if old_term is not None: signal.signal(signal.SIGTERM, old_term)

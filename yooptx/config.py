@@ -651,12 +651,13 @@ def smoke_config(cfg: ExperimentConfig) -> ExperimentConfig:
     c.seeds = c.seeds[:1]
     c.budget.max_epochs = 1
     c.budget.max_batches_per_epoch = min(c.budget.max_batches_per_epoch or 8, 8)
-    for e in c.encoders.values():
-        e.grid = {k: list(v[:1]) for k, v in e.grid.items()}
+    for name, e in c.encoders.items():   # a grid's first point, without the keys smoke settings shrink (a grid value would undo them)
+        e.grid = {k: list(v[:1]) for k, v in e.grid.items() if k != 'mlm_epochs'}
         if e.search.method != 'grid': e.search.n_trials = min(e.search.n_trials, 2)
-        if 'mlm_epochs' in e.params: e.params['mlm_epochs'] = 1
+        if 'mlm_epochs' in e.params or name in ('bert', 'fusion'): e.params['mlm_epochs'] = 1
     for a in c.rl.values():
-        a.grid = {k: list(v[:1]) for k, v in a.grid.items()}
+        a.grid = {k: list(v[:1]) for k, v in a.grid.items()
+                  if k not in ('batch_size', 'learning_starts', 'total_timesteps', 'eval_every', 'buffer_size')}
         a.batch_size = min(a.batch_size, 32)
         a.learning_starts = min(a.learning_starts, 64)
         a.total_timesteps = min(a.total_timesteps, a.learning_starts + 192)

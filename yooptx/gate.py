@@ -367,6 +367,10 @@ def evaluate(run_dir, write: bool = True, n_boot: int = 1000,
                         + (f": counting them raised the best-of-N null Sharpe from {before:.2f} (without them) to "
                            f"{dk.details['sr0_annualized']:.2f}." if cfg.gate.dsr_trials == 'raw' else '.'))
         dk.details['sweep_points'] = int(states['count'].sum()); dk.details['sr0_without_sweeps_annualized'] = before
+    if m.get('smoke'):   # smoke settings (yooptx --smoke / $YOOPTX_SMOKE): the path was checked, nothing was judged
+        checks.append(Check('smoke_settings', True, False, False,
+                            "The run used smoke settings (one seed, one short epoch, one configuration per family): it checks that "
+                            "the path runs and is never a GO; run the experiment without --smoke / $YOOPTX_SMOKE for a verdict."))
     v = decide(checks)
     failed_names = [k.name for k in checks if k.passed is False]
     sentence = (

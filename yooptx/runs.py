@@ -89,7 +89,7 @@ def create_run(config: ExperimentConfig | dict | str,   # the experiment (object
     manifest = {'run_id': run_id, 'started': _utc_now(), 'finished': None, 'git': git_info(),
                 'packages': {p: _version(p) for p in PACKAGES}, 'data': _data_info(cfg, data),
                 'seeds': list(cfg.seeds), 'machine': machine_info(), 'warnings': list(getattr(data, 'warnings', None) or []),
-                'gate': to_dict(cfg.gate), 'gate_sha256': gate_hash(cfg)}
+                'gate': to_dict(cfg.gate), 'gate_sha256': gate_hash(cfg), 'smoke': smoke_enabled()}
     atomic_write(run / 'manifest.json', json.dumps(manifest, indent=1, default=str))
     if data is not None and data.sha256 is None:   # bars passed in (e.g. a synthetic market): keep them, reports reopen the run
         atomic_write(run / 'bars.parquet', writer=lambda tmp: data.bars.write_parquet(tmp))
@@ -489,7 +489,6 @@ def session(config: ExperimentConfig,   # the validated experiment
         from yooptx.experiment import prepare
         data = prepare(config)
     data = vet_data(config, check_data(config, data))              # refusals before anything is written
-    if smoke_enabled() and SMOKE_NOTE not in data.warnings: data = replace(data, warnings=[*data.warnings, SMOKE_NOTE])
     if run_dir is not None and Path(run_dir).exists() and not Path(run_dir).is_dir():
         raise RunError(f"--run {run_dir} is a file, not a run folder: give a folder (new or an existing run)")
     if run_dir is not None and (Path(run_dir) / 'config.yaml').exists(): run = open_run(run_dir, config)
@@ -497,8 +496,12 @@ def session(config: ExperimentConfig,   # the validated experiment
     lock = _lock_run(run)                                          # one process at a time on a run folder
     fh = _RunLog(run / 'train.log'); fh.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
     lg = logging.getLogger('yooptx'); lg.addHandler(fh); old = lg.level; lg.setLevel(logging.INFO)
+    known = json.loads((run / 'manifest.json').read_text())
+    if known.get('smoke') and SMOKE_NOTE not in data.warnings:     # the run's own record says smoke, not this process's env
+        data = replace(data, warnings=[*data.warnings, SMOKE_NOTE])
     for w in data.warnings: log.warning("%s", w, extra={'user_warning': True})   # train.log, and the CLI's stderr
-    if data.warnings: update_manifest(run, warnings=list(data.warnings))
+    new = [w for w in data.warnings if w not in (known.get('warnings') or [])]
+    if new: update_manifest(run, warnings=[*(known.get('warnings') or []), *new])   # a resume adds warnings, never drops them
     try: yield RunSession(run, config, data, Ledger(run))
     finally:
         lg.removeHandler(fh); fh.close(); lg.setLevel(old)

@@ -59,12 +59,16 @@ def _choices(run: Path, sel: dict, candidate: str | None) -> tuple[str, dict]:
 
 def _no_checkpoint(cfg, sel: dict, fold: int, family: str) -> str:
     "Why fold `fold`'s choice cannot be registered (an ensemble or a baseline has no checkpoint of its own) and what to register instead."
-    ens = cfg.ensembles.get(family.removeprefix('ensemble:'))
-    fams = [f for f, v in sel.get('families', {}).items() if 'per_fold' in v and not f.startswith('ensemble:')]
-    what = f"an ensemble of {', '.join(ens.members)}" if family.startswith('ensemble:') and ens is not None else 'a baseline'
-    pick = ens.members if family.startswith('ensemble:') and ens is not None else fams
+    fam = sel.get('families', {})
+    fams = [f for f in dict.fromkeys([*sel.get('encoders', []), *sel.get('agents', [])]) if 'per_fold' in fam.get(f, {})]
+    if family.startswith('ensemble:'):
+        members = fam.get(family, {}).get('members') or getattr(cfg.ensembles.get(family.removeprefix('ensemble:')), 'members', [])
+        what, pick = f"an ensemble of {', '.join(members)}", [m for m in members if m in fams] or fams
+    elif family in sel.get('baselines', []): what, pick = 'a baseline', fams
+    else: what, pick = 'a family without a finished checkpoint for that fold (a failed trial? see the ledger)', [f for f in fams if f != family]
     return (f"fold {fold}'s choice {family} is {what}, which has no checkpoint of its own; the registry holds one family's checkpoints: "
-            f"register one with --candidate {pick[0] if pick else 'FAMILY'}" + (f" (the run's encoder and agent families: {', '.join(fams)})" if fams else ''))
+            + (f"register one with --candidate {pick[0]} (the run's encoder and agent families: {', '.join(fams)})" if pick else
+               "this run has no encoder or agent family with checkpoints to register"))
 
 def register(run_dir, candidate: str | None = None, name: str | None = None, bump: str | None = None,
              uri: str | None = None) -> dict:

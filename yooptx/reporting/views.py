@@ -51,13 +51,13 @@ class OfflineNotebookRenderer(NotebookRenderer):
 
 # one number format per quantity, chosen by the column's name (first match wins); the same formats as the checks table
 QUANTITY_FORMATS = (
+    (r'(^|_)t_stat|(^|_)hac_t|(^|_)t_hac', '{:.2f}'),                # t-statistics (before the 'ic' rule: ic_t_hac is a t)
     (r'sharpe', '{:.2f}'),                                           # annualized Sharpe ratios
     (r'_pct$', '{:.1f}'),                                            # percentages already × 100
     (r'^hit_rate$|(^|_)share$|_frac$', '{:.1%}'),                    # fractions shown as percentages
     (r'bps', '{:.1f}'),                                              # costs and break-even costs, basis points
     (r'turnover', '{:.1f}'),                                         # turnover per year
     (r'(^|_)(ic|icir|dsr|pbo|p_value|precision)(_|$)', '{:.3f}'),    # correlations, probabilities, p-values
-    (r'(^|_)t_stat|(^|_)hac_t', '{:.2f}'),                           # t-statistics
     (r'(^|_)duration_s$|_seconds$|(^|_)ms$|_ms$', '{:.1f}'),         # durations
 )
 
@@ -73,9 +73,10 @@ def column_format(name: str, values: pl.Series | None = None) -> str | None:
         if re.search(pat, str(name).lower()): return fmt
     if values is not None and values.dtype.is_float():
         v = values.drop_nulls().drop_nans().to_numpy()
-        if v.size and np.isfinite(v).all():
+        nz = np.abs(v[v != 0]) if v.size else v
+        if v.size and np.isfinite(v).all() and (not nz.size or (nz.max() < 1e6 and nz.min() >= 1e-4)):
             for d in range(5):
-                if np.allclose(v, np.round(v, d), rtol=0, atol=1e-12): return f"{{:.{d}f}}"
+                if np.allclose(v, np.round(v, d), rtol=0, atol=1e-12): return f"{{:,.{d}f}}"
     return None
 
 def _cell(v, fmt: str | None = None) -> str:
@@ -539,6 +540,7 @@ def cost_sensitivity_figure(table: pl.DataFrame,              # from `cost_sensi
     def at_assumed(g):       # net Sharpe at the multiple nearest 1x (-inf where undefined: drawn last)
         v = g.sort((pl.col('multiple') - 1).abs())['net_sharpe'].drop_nulls()
         return float(v[0]) if v.len() else float('-inf')
+    if not table.height: return go.Figure(layout=dict(title='Cost sensitivity: no family to show'))
     groups = by_priority({f: g for (f,), g in table.group_by('family', maintain_order=True)}, baselines, at_assumed)
     fig = go.Figure()
     for i, (f, g) in enumerate(groups.items()):
