@@ -496,7 +496,7 @@ def session(config: ExperimentConfig,   # the validated experiment
     lock = _lock_run(run)                                          # one process at a time on a run folder
     fh = _RunLog(run / 'train.log'); fh.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
     lg = logging.getLogger('yooptx'); lg.addHandler(fh); old = lg.level; lg.setLevel(logging.INFO)
-    known = json.loads((run / 'manifest.json').read_text())
+    known = _read_json(run / 'manifest.json')
     if known.get('smoke') and SMOKE_NOTE not in data.warnings:     # the run's own record says smoke, not this process's env
         data = replace(data, warnings=[*data.warnings, SMOKE_NOTE])
     for w in data.warnings: log.warning("%s", w, extra={'user_warning': True})   # train.log, and the CLI's stderr
