@@ -10,9 +10,9 @@ from scipy import stats as sps
 import statsmodels.api as sm
 from yooptx.core import UserError
 from yooptx.stats import (MIN_OBS, StatsError, sharpe_rows, sharpe_se, psr_from_moments, probabilistic_sharpe,
-                          expected_max_sharpe, deflated_sharpe, min_trl_from_moments, min_track_record,
-                          optimal_block_length, block_indices, bootstrap_ci, paired_bootstrap_test, newey_west_lrv,
-                          diebold_mariano, pbo, seed_dispersion)
+                          expected_max_sharpe, deflated_sharpe, min_trl_from_moments, min_track_record)
+from yooptx.resampling import (optimal_block_length, block_indices, bootstrap_ci, paired_bootstrap_test, newey_west_lrv,
+                               diebold_mariano, pbo, seed_dispersion)
 
 
 def gauss(n, sr=0.0, seed=0, vol=0.01):

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 from .core import UserError, atomic_write
 from .config import GateConfig, load_config
-from . import stats
+from . import resampling, stats
 from .backtest import seed_average
 from .metrics import sharpe_ratio
 from .runs import gate_changed, read_run_config, run_periods_per_year, update_manifest
@@ -60,7 +60,7 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
     net, gross, turnover = (np.asarray(a, np.float64) for a in (net, gross, turnover))
     ann = math.sqrt(periods_per_year)
     out = []
-    ci = stats.bootstrap_ci(
+    ci = resampling.bootstrap_ci(
         net, 'sharpe', level=gate.ci_level, n_boot=n_boot, seed=seed, annualization=periods_per_year
     )
     out.append(
@@ -104,8 +104,8 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
     if baselines:
         bsr = {k: _sharpe(np.asarray(v, np.float64)) for k, v in baselines.items()}
         best = max(bsr, key=lambda k: (bsr[k], k))
-        dm = stats.diebold_mariano(-net, -np.asarray(baselines[best], np.float64), h=1)
-        pb = stats.paired_bootstrap_test(net, baselines[best], stat='sharpe', n_boot=n_boot, seed=seed)
+        dm = resampling.diebold_mariano(-net, -np.asarray(baselines[best], np.float64), h=1)
+        pb = resampling.paired_bootstrap_test(net, baselines[best], stat='sharpe', n_boot=n_boot, seed=seed)
         out.append(
             Check(
                 'beats_best_baseline',
@@ -135,9 +135,9 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
             )
         )
     if tr is not None and tr.ndim == 2 and tr.shape[1] >= 2:
-        p = stats.pbo(tr, seed=seed, max_combinations=pbo_combinations)
+        p = resampling.pbo(tr, seed=seed, max_combinations=pbo_combinations)
     else:
-        p = stats.PBOResult(
+        p = resampling.PBOResult(
             pbo=None, reason=f"needs >= 2 trial configurations, got {0 if tr is None else tr.shape[-1]}"
         )
     if p.pbo is None:
@@ -160,7 +160,7 @@ def gate_checks(net: np.ndarray,                 # (T,) candidate per-bar net re
                          + ("the gate counts that as a failure (gate.single_seed: fail)." if gate.single_seed == 'fail' else
                             "marked not assessable, as gate.single_seed pre-registers.")))
     else:
-        sd = stats.seed_dispersion(seed_sharpes)
+        sd = resampling.seed_dispersion(seed_sharpes)
         out.append(Check('seed_robustness', sd.share_positive, gate.seed_positive_frac, bool(sd.share_positive > gate.seed_positive_frac),
                          f"{sd.share_positive:.0%} of {sd.n} seeds have a positive net Sharpe (annualized, from {_f(sd.min * ann)} "
                          f"to {_f(sd.max * ann)}): the share must be above {gate.seed_positive_frac:.0%}.",

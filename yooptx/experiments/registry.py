@@ -174,7 +174,7 @@ def _net(folder: Path) -> pl.DataFrame:
 
 def promotion_checks(client, name: str, v) -> list[dict]:
     "The checks a promotion of version `v` must pass: name, passed, sentence."
-    from yooptx import stats
+    from yooptx import resampling
     from yooptx.data import DataCatalog
     f = _folder(v)
     m = json.loads((f / 'model.json').read_text())
@@ -218,7 +218,7 @@ def promotion_checks(client, name: str, v) -> list[dict]:
                 out.append({'name': 'beats_champion', 'passed': False, 'sentence': f"the champion (version {champ.version}) was judged on other test bars "
                             f"({cover:.0%} overlap): judge both on the same folds, or promote with force and a reason"})
             else:
-                dm = stats.diebold_mariano(-j['net'].to_numpy(), -j['net_c'].to_numpy(), h=1)
+                dm = resampling.diebold_mariano(-j['net'].to_numpy(), -j['net_c'].to_numpy(), h=1)
                 out.append({'name': 'beats_champion', 'passed': bool(dm.p_value < cfg.gate.alpha),
                             'sentence': f"against the champion (version {champ.version}) on {j.height} shared test bars the one-sided "
                                         f"Diebold–Mariano p-value is {dm.p_value:.3f} (below {cfg.gate.alpha} to pass)"})
